@@ -1,0 +1,163 @@
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// MaxMessage bounds the body size Decode accepts.
+const MaxMessage = 1 << 20
+
+// ErrMalformed is wrapped by every Decode error.
+var ErrMalformed = errors.New("malformed event")
+
+// marshalPayload renders p as a JSON object whose first field is "type".
+func marshalPayload(p Payload) (json.RawMessage, error) {
+	body, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	// Every payload is a JSON object; splice "type" in front of its fields.
+	t, _ := json.Marshal(p.PayloadType())
+	var b bytes.Buffer
+	b.Grow(len(body) + len(t) + 10)
+	b.WriteString(`{"type":`)
+	b.Write(t)
+	if len(body) > 2 {
+		b.WriteByte(',')
+		b.Write(body[1:])
+	} else {
+		b.WriteByte('}')
+	}
+	return b.Bytes(), nil
+}
+
+// Encode renders ev's body as IpcMessage JSON.
+func Encode(ev *Event) ([]byte, error) {
+	raw, err := marshalPayload(ev.Payload)
+	if err != nil {
+		return nil, fmt.Errorf("encoding %s payload: %w", ev.Topic, err)
+	}
+	return json.Marshal(Message{
+		Topic:     ev.Topic,
+		Payload:   raw,
+		SourceID:  ev.SourceID,
+		Timestamp: ev.Timestamp.UTC().Format(time.RFC3339Nano),
+		Seq:       ev.Seq,
+	})
+}
+
+// Decode parses a NATS message into an Event. A malformed body, a topic
+// that differs from the subject, or a known payload type with bad fields is
+// an error wrapping ErrMalformed. An unknown payload type is not an error:
+// it decodes to Unknown.
+func Decode(m *nats.Msg) (Event, error) {
+	ev, err := DecodeBody(m.Data)
+	if err != nil {
+		return Event{}, err
+	}
+	if ev.Topic != m.Subject {
+		return Event{}, fmt.Errorf("%w: topic %q sent on subject %q",
+			ErrMalformed, ev.Topic, m.Subject)
+	}
+	if m.Header != nil {
+		ev.MsgID = m.Header.Get(HeaderMsgID)
+		ev.Node = m.Header.Get(HeaderNode)
+		ev.Capsule = m.Header.Get(HeaderCapsule)
+		ev.Instance = m.Header.Get(HeaderInstance)
+		ev.Stream = m.Header.Get(HeaderStream)
+	}
+	return ev, nil
+}
+
+// DecodeBody parses an IpcMessage body without headers.
+func DecodeBody(data []byte) (Event, error) {
+	if len(data) > MaxMessage {
+		return Event{}, fmt.Errorf("%w: %d bytes exceeds %d", ErrMalformed, len(data), MaxMessage)
+	}
+	var msg Message
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&msg); err != nil {
+		return Event{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if dec.More() {
+		return Event{}, fmt.Errorf("%w: trailing data after message", ErrMalformed)
+	}
+	if msg.Topic == "" {
+		return Event{}, fmt.Errorf("%w: missing topic", ErrMalformed)
+	}
+	ts, err := time.Parse(time.RFC3339Nano, msg.Timestamp)
+	if err != nil {
+		return Event{}, fmt.Errorf("%w: timestamp: %v", ErrMalformed, err)
+	}
+	p, err := decodePayload(msg.Payload)
+	if err != nil {
+		return Event{}, fmt.Errorf("%w: %s payload: %v", ErrMalformed, msg.Topic, err)
+	}
+	return Event{
+		Topic:     msg.Topic,
+		Payload:   p,
+		SourceID:  msg.SourceID,
+		Timestamp: ts,
+		Seq:       msg.Seq,
+	}, nil
+}
+
+func decodePayload(raw json.RawMessage) (Payload, error) {
+	var head struct {
+		Type *string `json:"type"`
+	}
+	if err := json.Unmarshal(raw, &head); err != nil {
+		return nil, err
+	}
+	if head.Type == nil {
+		return nil, errors.New("missing type")
+	}
+	switch *head.Type {
+	case TypeConnect:
+		return Connect{}, nil
+	case TypeDisconnect:
+		var p Disconnect
+		err := json.Unmarshal(raw, &p)
+		if err == nil && p.Reason == "" {
+			err = errors.New("reason is required")
+		}
+		return p, err
+	case TypeLoaded:
+		var p Loaded
+		err := json.Unmarshal(raw, &p)
+		if err == nil && (p.Capsule == "" || p.Instance == "" || p.Reason == "") {
+			err = errors.New("capsule, instance and reason are required")
+		}
+		return p, err
+	case TypeUnloaded:
+		var p Unloaded
+		err := json.Unmarshal(raw, &p)
+		if err == nil && (p.Capsule == "" || p.Instance == "" || p.Reason == "") {
+			err = errors.New("capsule, instance and reason are required")
+		}
+		if err == nil && p.StreamsClosed < 0 {
+			err = errors.New("streams_closed is negative")
+		}
+		return p, err
+	case TypeHeartbeat:
+		var p Heartbeat
+		err := json.Unmarshal(raw, &p)
+		if err == nil && p.Node == "" {
+			err = errors.New("node is required")
+		}
+		for _, in := range p.Instances {
+			if err == nil && (in.Instance == "" || in.Streams < 0) {
+				err = errors.New("instance entries need an id and a count >= 0")
+			}
+		}
+		return p, err
+	default:
+		return Unknown{Type: *head.Type, Raw: raw}, nil
+	}
+}
