@@ -95,6 +95,9 @@ type Loaded struct {
 	Instance string `json:"instance"`
 	Node     string `json:"node"`
 	Reason   string `json:"reason"`
+	// IdleTimeoutMS is the capsule's idle timeout in milliseconds as the
+	// node resolved it (manifest, else the node default); 0 means never.
+	IdleTimeoutMS int64 `json:"idle_timeout_ms"`
 }
 
 // Unloaded is the payload of capsule.v1.unloaded.

@@ -94,11 +94,13 @@ func (p *Publisher) Disconnected(capsule, instance string, stream int32, reason 
 	})
 }
 
-// Loaded publishes capsule.v1.loaded.
-func (p *Publisher) Loaded(capsule, instance, reason string) error {
+// Loaded publishes capsule.v1.loaded. idleTimeout is the timeout the node
+// resolved for the capsule (0: never unload).
+func (p *Publisher) Loaded(capsule, instance, reason string, idleTimeout time.Duration) error {
 	return p.Publish(&Event{
-		Topic:    SubjectLoaded,
-		Payload:  Loaded{Capsule: capsule, Instance: instance, Node: p.node, Reason: reason},
+		Topic: SubjectLoaded,
+		Payload: Loaded{Capsule: capsule, Instance: instance, Node: p.node, Reason: reason,
+			IdleTimeoutMS: idleTimeout.Milliseconds()},
 		SourceID: instance, Capsule: capsule, Instance: instance,
 	})
 }
