@@ -1,0 +1,12 @@
+// Package socketgw is the node's socket gateway. It binds one Unix socket
+// per capsule socket name before the capsule starts, checks every client
+// (SO_PEERCRED, then the session-token handshake of Astrid v0.5.1), queues
+// the authenticated streams for the capsule and hands them to the current
+// instance through a Session, which implements runtime.Sockets.
+//
+// The sockets outlive instances: when the idle monitor unloads a capsule,
+// its sockets stay bound and new clients wait in the queue until the node
+// activates the capsule again (Config.OnPending).
+//
+// docs/protocol.md describes the wire protocol and the limitations.
+package socketgw
