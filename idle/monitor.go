@@ -1,0 +1,344 @@
+package idle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/astrid-os/astrid-node/events"
+)
+
+// Defaults of a Monitor.
+const (
+	DefaultRequestTimeout = 2 * time.Second
+	DefaultMaxInFlight    = 32
+
+	// eventBuffer is how many received events wait for the monitor before
+	// nats.go drops new ones (a slow consumer); heartbeats repair the loss.
+	eventBuffer = 1 << 16
+
+	minTick    = 10 * time.Millisecond
+	maxTick    = time.Second
+	maxBackoff = time.Minute
+)
+
+// subjects are the events the monitor consumes.
+var subjects = []string{
+	events.SubjectConnected,
+	events.SubjectDisconnect,
+	events.SubjectLoaded,
+	events.SubjectUnloaded,
+	events.SubjectHeartbeat,
+}
+
+// Config configures a Monitor. Only Conn is required.
+type Config struct {
+	Conn   *nats.Conn
+	Logger *slog.Logger // nil: discard
+
+	// DefaultIdle is the idle timeout of an instance whose resolved
+	// timeout the monitor never learned from its node; 5m if zero.
+	DefaultIdle time.Duration
+
+	// RequestTimeout bounds one unload request; 2s if zero. A request
+	// that times out is retried with a backoff that starts here.
+	RequestTimeout time.Duration
+
+	// Tick is how often idleness and node silence are checked. Zero picks
+	// min(1s, smallest idle timeout/4, smallest heartbeat interval/2),
+	// at least 10ms, recomputed as timeouts are learned.
+	Tick time.Duration
+
+	// Now is the clock; time.Now if nil. Tests set it.
+	Now func() time.Time
+
+	// Node, if set, limits the monitor to the instances of one node: the
+	// monitor that runs inside a node watches only that node.
+	Node string
+
+	// MaxInFlight bounds the unload requests outstanding at once; 32 if
+	// zero. Due instances beyond it wait for a later check.
+	MaxInFlight int
+}
+
+// Monitor is the idle monitor: it feeds the events it receives over NATS
+// into a Projection and asks the owning node to unload each instance that
+// stays idle for its timeout.
+type Monitor struct {
+	cfg   Config
+	nc    *nats.Conn
+	log   *slog.Logger
+	now   func() time.Time
+	ready chan struct{}
+	ran   atomic.Bool
+
+	mu   sync.Mutex
+	proj *Projection // guarded by mu
+
+	// Owned by the goroutine in Run.
+	unloads     map[string]*unloadState // by tombKey(node, instance)
+	inFlight    int
+	subs        []*nats.Subscription
+	dropped     int
+	malformedAt time.Time
+	malformedN  int
+}
+
+// New checks cfg and returns a Monitor; Run starts it.
+func New(cfg Config) (*Monitor, error) {
+	if cfg.Conn == nil {
+		return nil, errors.New("idle monitor: Config.Conn is required")
+	}
+	if cfg.DefaultIdle < 0 || cfg.RequestTimeout < 0 || cfg.Tick < 0 || cfg.MaxInFlight < 0 {
+		return nil, errors.New("idle monitor: durations and MaxInFlight must not be negative")
+	}
+	if cfg.Node != "" && !validToken(cfg.Node) {
+		return nil, fmt.Errorf("idle monitor: invalid node id %q", cfg.Node)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.DefaultIdle == 0 {
+		cfg.DefaultIdle = DefaultIdle
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MaxInFlight == 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	return &Monitor{
+		cfg:   cfg,
+		nc:    cfg.Conn,
+		log:   cfg.Logger,
+		now:   cfg.Now,
+		ready: make(chan struct{}),
+		proj: NewProjection(ProjectionConfig{
+			DefaultIdle: cfg.DefaultIdle,
+			Node:        cfg.Node,
+		}),
+		unloads: make(map[string]*unloadState),
+	}, nil
+}
+
+// Ready is closed once the monitor's subscriptions are live on the server.
+func (m *Monitor) Ready() <-chan struct{} { return m.ready }
+
+// Snapshot returns the monitor's view of every instance, sorted by node
+// and instance.
+func (m *Monitor) Snapshot() []InstanceState {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.proj.Instances()
+}
+
+// Stats returns the projection's counters.
+func (m *Monitor) Stats() Stats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.proj.Stats()
+}
+
+// Run subscribes to the events and works until ctx is done, then
+// unsubscribes, waits for its outstanding requests and returns nil. It
+// returns an error if it cannot subscribe or the NATS connection closes
+// for good. A Monitor runs once.
+func (m *Monitor) Run(ctx context.Context) error {
+	if !m.ran.CompareAndSwap(false, true) {
+		return errors.New("idle monitor: Run called twice")
+	}
+
+	// One channel for all subjects: nats.go feeds channel subscriptions
+	// from its single read loop, so the monitor sees the events in the
+	// order the server sent them, which for one node is its publish order.
+	// events.Subscribe would run one goroutine per subject and lose that.
+	msgs := make(chan *nats.Msg, eventBuffer)
+	defer m.unsubscribe()
+	for _, subj := range subjects {
+		sub, err := m.nc.ChanSubscribe(subj, msgs)
+		if err != nil {
+			return fmt.Errorf("idle monitor: subscribing to %s: %w", subj, err)
+		}
+		m.subs = append(m.subs, sub)
+	}
+	fctx, cancel := context.WithTimeout(ctx, m.cfg.RequestTimeout)
+	err := m.nc.FlushWithContext(fctx)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("idle monitor: registering subscriptions: %w", err)
+	}
+	close(m.ready)
+	m.log.Info("idle monitor running", "default_idle", m.cfg.DefaultIdle,
+		"request_timeout", m.cfg.RequestTimeout, "node", m.cfg.Node)
+
+	// Requests run in their own goroutines so that a slow node never
+	// holds up the events; their results come back to this loop.
+	results := make(chan unloadResult)
+	rctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		stop()
+		wg.Wait()
+	}()
+
+	timer := time.NewTimer(m.tick())
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			m.log.Info("idle monitor stopping")
+			return nil
+		case msg := <-msgs:
+			m.receive(msg)
+		case r := <-results:
+			m.settle(r)
+		case <-timer.C:
+			if m.nc.IsClosed() {
+				return errors.New("idle monitor: NATS connection closed")
+			}
+			m.check(rctx, &wg, results)
+			timer.Reset(m.tick())
+		}
+	}
+}
+
+func (m *Monitor) unsubscribe() {
+	for _, sub := range m.subs {
+		if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			m.log.Warn("idle monitor: unsubscribing", "subject", sub.Subject, "err", err)
+		}
+	}
+	m.subs = nil
+}
+
+// receive decodes one message and applies it.
+func (m *Monitor) receive(msg *nats.Msg) {
+	ev, err := events.Decode(msg)
+	if err != nil {
+		m.warnMalformed(msg.Subject, err)
+		return
+	}
+
+	now := m.now()
+	m.mu.Lock()
+	before := m.proj.Stats()
+	r := m.proj.Apply(ev, now)
+	after := m.proj.Stats()
+	m.mu.Unlock()
+
+	if m.log.Enabled(context.Background(), slog.LevelDebug) {
+		m.log.Debug("event", "topic", ev.Topic, "node", ev.Node, "capsule", ev.Capsule,
+			"instance", ev.Instance, "stream", ev.Stream, "seq", ev.Seq, "result", r)
+	}
+	if n := after.Corrections - before.Corrections; n > 0 {
+		m.log.Info("heartbeat corrected stream counts", "node", ev.Node, "corrections", n)
+	}
+	if n := after.Dropped - before.Dropped; n > 0 {
+		m.log.Info("heartbeat no longer lists instances; dropped", "node", ev.Node,
+			"instances", n)
+	}
+}
+
+// warnMalformed logs a malformed event, at most one line a second, so a
+// flood of garbage cannot flood the log.
+func (m *Monitor) warnMalformed(subject string, err error) {
+	m.malformedN++
+	now := time.Now()
+	if now.Sub(m.malformedAt) < time.Second {
+		return
+	}
+	m.log.Warn("dropping malformed event", "subject", subject, "err", err,
+		"dropped_since_last_warning", m.malformedN)
+	m.malformedAt = now
+	m.malformedN = 0
+}
+
+// check drops silent nodes and sends the unload requests that are due.
+func (m *Monitor) check(ctx context.Context, wg *sync.WaitGroup, results chan<- unloadResult) {
+	now := m.now()
+	m.mu.Lock()
+	drops := m.proj.Expire(now)
+	due := m.proj.Due(now)
+	for key, u := range m.unloads {
+		if !u.inFlight {
+			if _, ok := m.proj.Instance(u.node, u.instance); !ok {
+				delete(m.unloads, key)
+			}
+		}
+	}
+	m.mu.Unlock()
+
+	for _, d := range drops {
+		m.log.Warn("node silent; dropping it and its instances", "node", d.Node,
+			"instances", d.Instances, "silence", d.Silence.Round(time.Millisecond))
+	}
+	m.reportDropped()
+
+	for _, st := range due {
+		if m.inFlight >= m.cfg.MaxInFlight {
+			break
+		}
+		key := tombKey(st.Node, st.Instance)
+		u := m.unloads[key]
+		if u == nil {
+			u = &unloadState{node: st.Node, instance: st.Instance}
+			m.unloads[key] = u
+		}
+		if u.inFlight || now.Before(u.retryAt) {
+			continue
+		}
+		u.inFlight = true
+		m.inFlight++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.request(ctx, st, results)
+		}()
+	}
+}
+
+// reportDropped warns when nats.go dropped events because the monitor
+// fell behind.
+func (m *Monitor) reportDropped() {
+	total := 0
+	for _, sub := range m.subs {
+		if n, err := sub.Dropped(); err == nil {
+			total += n
+		}
+	}
+	if total > m.dropped {
+		m.log.Warn("events dropped: the idle monitor fell behind; "+
+			"the next heartbeats correct the counts", "dropped", total-m.dropped)
+		m.dropped = total
+	}
+}
+
+func (m *Monitor) tick() time.Duration {
+	if m.cfg.Tick > 0 {
+		return m.cfg.Tick
+	}
+	m.mu.Lock()
+	timeout, interval := m.proj.Cadence()
+	m.mu.Unlock()
+
+	t := maxTick
+	if timeout > 0 {
+		t = min(t, timeout/4)
+	}
+	if interval > 0 {
+		t = min(t, interval/2)
+	}
+	return max(t, minTick)
+}
