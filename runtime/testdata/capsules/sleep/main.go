@@ -1,0 +1,18 @@
+//go:build wasip1
+
+// Command sleep sleeps in the Go runtime (WASI poll_oneoff), which knows
+// nothing of unloads: only the force-close after the grace period ends it.
+package main
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/astrid-os/astrid-node/sdk"
+)
+
+func main() {
+	sdk.Log(slog.LevelInfo, "sleep: sleeping")
+	time.Sleep(time.Hour)
+	sdk.Log(slog.LevelError, "sleep: woke up")
+}
