@@ -95,6 +95,12 @@ func DecodeBody(data []byte) (Event, error) {
 	if err != nil {
 		return Event{}, fmt.Errorf("%w: timestamp: %v", ErrMalformed, err)
 	}
+	// An offset can push a year-0000 time out of the four-digit years
+	// that RFC 3339 (and so Encode) can write.
+	if y := ts.UTC().Year(); y < 1 || y > 9999 {
+		return Event{}, fmt.Errorf("%w: timestamp %q is out of range in UTC", ErrMalformed,
+			msg.Timestamp)
+	}
 	p, err := decodePayload(msg.Payload)
 	if err != nil {
 		return Event{}, fmt.Errorf("%w: %s payload: %v", ErrMalformed, msg.Topic, err)
