@@ -119,7 +119,7 @@ type testEnv struct {
 
 type envOpt func(*Config)
 
-func newEnv(t *testing.T, withEvents bool, opts ...envOpt) *testEnv {
+func newEnv(t testing.TB, withEvents bool, opts ...envOpt) *testEnv {
 	t.Helper()
 	env := &testEnv{logs: newLogCapture(t)}
 	log := slog.New(env.logs)

@@ -173,9 +173,17 @@ func (r *Runtime) startInstance(ctx context.Context, c *Capsule,
 	}
 	in.mod, in.start = mod, mod.ExportedFunction("_start")
 
+	// Attach the sockets before the instance is visible to List.
+	if r.cfg.Sockets != nil {
+		in.sockets = r.cfg.Sockets(m.Name, id)
+	}
+
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
+		if in.sockets != nil {
+			in.sockets.Close(events.ReasonNodeShutdown)
+		}
 		mod.Close(context.Background())
 		in.stop()
 		in.kill()
@@ -183,10 +191,6 @@ func (r *Runtime) startInstance(ctx context.Context, c *Capsule,
 	}
 	r.loaded[m.Name] = in
 	r.mu.Unlock()
-
-	if r.cfg.Sockets != nil {
-		in.sockets = r.cfg.Sockets(m.Name, id)
-	}
 	if p := r.cfg.Events; p != nil {
 		// A failed publish is logged by the publisher; the instance runs.
 		_ = p.Loaded(m.Name, id, reason, in.idle)
