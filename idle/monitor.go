@@ -193,15 +193,23 @@ func (m *Monitor) Run(ctx context.Context) error {
 		wg.Wait()
 	}()
 
-	timer := time.NewTimer(m.tick())
+	next := m.tick()
+	timer := time.NewTimer(next)
 	defer timer.Stop()
+	deadline := time.Now().Add(next)
 	for {
 		select {
 		case <-ctx.Done():
 			m.log.Info("idle monitor stopping")
 			return nil
 		case msg := <-msgs:
-			m.receive(msg)
+			// An event that teaches a shorter timeout or heartbeat
+			// interval brings the next check forward.
+			hint := m.receive(msg)
+			if hint > 0 && time.Now().Add(hint).Before(deadline) {
+				timer.Reset(hint)
+				deadline = time.Now().Add(hint)
+			}
 		case r := <-results:
 			m.settle(r)
 		case <-timer.C:
@@ -209,7 +217,9 @@ func (m *Monitor) Run(ctx context.Context) error {
 				return errors.New("idle monitor: NATS connection closed")
 			}
 			m.check(rctx, &wg, results)
-			timer.Reset(m.tick())
+			next = m.tick()
+			timer.Reset(next)
+			deadline = time.Now().Add(next)
 		}
 	}
 }
@@ -223,12 +233,13 @@ func (m *Monitor) unsubscribe() {
 	m.subs = nil
 }
 
-// receive decodes one message and applies it.
-func (m *Monitor) receive(msg *nats.Msg) {
+// receive decodes one message and applies it. It returns the check
+// interval the event's timeouts and heartbeat interval call for, or 0.
+func (m *Monitor) receive(msg *nats.Msg) time.Duration {
 	ev, err := events.Decode(msg)
 	if err != nil {
 		m.warnMalformed(msg.Subject, err)
-		return
+		return 0
 	}
 
 	now := m.now()
@@ -249,6 +260,37 @@ func (m *Monitor) receive(msg *nats.Msg) {
 		m.log.Info("heartbeat no longer lists instances; dropped", "node", ev.Node,
 			"instances", n)
 	}
+	if r != Applied || m.cfg.Tick > 0 {
+		return 0
+	}
+	return tickHint(ev, m.cfg.DefaultIdle)
+}
+
+// tickHint is the check interval one event calls for: a quarter of the
+// idle timeouts it carries, half the heartbeat interval; 0 if none.
+func tickHint(ev events.Event, defaultIdle time.Duration) time.Duration {
+	var t time.Duration
+	shorter := func(d time.Duration) {
+		if d > 0 && (t == 0 || d < t) {
+			t = d
+		}
+	}
+	switch pl := ev.Payload.(type) {
+	case events.Loaded:
+		shorter(time.Duration(pl.IdleTimeoutMS) * time.Millisecond / 4)
+	case events.Heartbeat:
+		shorter(clampInterval(pl.IntervalMS) / 2)
+		for _, st := range pl.Instances {
+			shorter(time.Duration(min(st.IdleTimeoutMS, maxTimeout.Milliseconds())) *
+				time.Millisecond / 4)
+		}
+	case events.Connect, events.Disconnect:
+		shorter(defaultIdle / 4)
+	}
+	if t == 0 {
+		return 0
+	}
+	return min(max(t, minTick), maxTick)
 }
 
 // warnMalformed logs a malformed event, at most one line a second, so a
