@@ -155,6 +155,7 @@ func TestClientErrors(t *testing.T) {
 // A client that connects and says nothing holds one handshake slot until
 // the handshake timeout; everyone else is served meanwhile.
 func TestSilentClientDoesNotStall(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *socketgw.Config) { c.HandshakeTimeout = 3 * time.Second })
 	path := e.bind(t, "echo", "echo")
 	s := e.gw.Attach("echo", "inst-silent")
@@ -226,6 +227,7 @@ func runChild() int {
 }
 
 func TestWrongUIDDropped(t *testing.T) {
+	t.Parallel()
 	if os.Getuid() != 0 {
 		t.Skip("needs root to run a client as uid 65534")
 	}
