@@ -143,8 +143,10 @@ func parseRunFlags(args []string, stdout io.Writer) (runOptions, error) {
 	fs.StringVar(&c.NATSURL, "nats-url", "",
 		"join an existing NATS server or cluster (comma-separated URLs) instead of embedding one")
 	fs.StringVar(&c.NATSUser, "nats-user", "", "user for --nats-url")
-	fs.StringVar(&c.NATSPassword, "nats-password", os.Getenv("ASTRID_NATS_PASSWORD"),
-		"password for --nats-url (env ASTRID_NATS_PASSWORD; visible in ps when given as a flag)")
+	// The environment is read after parsing, not as the flag default, so
+	// that -h never prints the password.
+	fs.StringVar(&c.NATSPassword, "nats-password", "",
+		"password for --nats-url (or env ASTRID_NATS_PASSWORD, which stays out of ps)")
 	fs.StringVar(&c.NATSCreds, "nats-creds", "", "credentials file for --nats-url")
 	fs.DurationVar(&c.ConnectWait, "nats-connect-wait", node.DefaultConnectWait,
 		"how long to keep trying an unreachable --nats-url at startup")
@@ -172,6 +174,9 @@ func parseRunFlags(args []string, stdout io.Writer) (runOptions, error) {
 			fs.PrintDefaults()
 		}
 		return o, err
+	}
+	if c.NATSPassword == "" {
+		c.NATSPassword = os.Getenv("ASTRID_NATS_PASSWORD")
 	}
 	if fs.NArg() > 0 {
 		return o, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}

@@ -262,3 +262,16 @@ func freeAddr(t *testing.T) string {
 	defer l.Close()
 	return l.Addr().String()
 }
+
+// TestRunHelpHidesPassword checks that a password from the environment
+// never appears in the help text.
+func TestRunHelpHidesPassword(t *testing.T) {
+	t.Setenv("ASTRID_NATS_PASSWORD", "s3cret-pw")
+	var out, errOut bytes.Buffer
+	if code := cmdRun([]string{"-h"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d; want 0", code)
+	}
+	if strings.Contains(out.String()+errOut.String(), "s3cret-pw") {
+		t.Error("help text shows the password from ASTRID_NATS_PASSWORD")
+	}
+}
