@@ -3,9 +3,13 @@ package e2e
 import (
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/astrid-os/astrid-node/events"
 	"github.com/astrid-os/astrid-node/node"
@@ -81,5 +85,32 @@ func TestParseSub(t *testing.T) {
 	}
 	if msgs[1].Subject != "a.c" || len(msgs[1].Header) != 0 || string(msgs[1].Body) != `{"k":2}` {
 		t.Errorf("second = %+v", msgs[1])
+	}
+}
+
+// TestStartSubSeesOneOffEvents checks the harness's live subscription
+// with events published once, right after StartSub returns.
+func TestStartSubSeesOneOffEvents(t *testing.T) {
+	n := StartNode(t, "--heartbeat", "1h")
+	sub := n.StartSub("capsule.v1.>")
+
+	nc, err := nats.Connect(n.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	p := events.NewPublisher(nc, "harness", slog.New(slog.DiscardHandler))
+	p.Loaded("echo", "i1", events.LoadStart, time.Minute)
+	p.Unloaded("echo", "i1", events.UnloadIdle, 0)
+
+	msgs := sub.Wait(2, 10*time.Second)
+	if len(msgs) != 2 || msgs[0].Subject != events.SubjectLoaded ||
+		msgs[1].Subject != events.SubjectUnloaded {
+		t.Fatalf("got %+v; want loaded then unloaded", msgs)
+	}
+	for _, m := range msgs {
+		if err := schemas.Validate(schemas.IPCMessage, m.Body); err != nil {
+			t.Errorf("%s: %v", m.Subject, err)
+		}
 	}
 }
