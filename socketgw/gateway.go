@@ -134,11 +134,12 @@ func (g *Gateway) Active(capsule string) int {
 func (g *Gateway) Attach(capsule, instance string) *Session {
 	g.mu.Lock()
 	c := g.capsuleLocked(capsule)
+	gone := g.closed
 	g.mu.Unlock()
 
 	s := newSession(g, c, instance)
 	c.mu.Lock()
-	if c.closed {
+	if c.closed || gone {
 		s.closed = true
 	} else {
 		c.cur = s

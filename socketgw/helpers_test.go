@@ -70,7 +70,8 @@ func (r *recorder) all() []events.Event {
 func (r *recorder) disconnects(instance, stream string) []string {
 	var out []string
 	for _, ev := range r.all() {
-		if ev.Topic == events.SubjectDisconnect && ev.Instance == instance && ev.Stream == stream {
+		if ev.Topic == events.SubjectDisconnect && ev.Instance == instance &&
+			ev.Stream == stream {
 			out = append(out, ev.Payload.(events.Disconnect).Reason)
 		}
 	}
@@ -104,7 +105,9 @@ type env struct {
 
 func startNATS(t testing.TB) *nats.Conn {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
+	ns, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -284,13 +284,15 @@ func TestReadSemantics(t *testing.T) {
 	if err := s.CloseStream(99); !errors.Is(err, abi.ErrBadHandle) {
 		t.Errorf("CloseStream never issued: got %v; want ErrBadHandle", err)
 	}
-	if err := s.Write(context.Background(), h, make([]byte, abi.MaxFrame+1)); !errors.Is(err, abi.ErrTooLarge) {
+	err = s.Write(context.Background(), h, make([]byte, abi.MaxFrame+1))
+	if !errors.Is(err, abi.ErrTooLarge) {
 		t.Errorf("Write oversize: got %v; want ErrTooLarge", err)
 	}
 	if _, err := s.Wait(context.Background(), 0, nil); !errors.Is(err, abi.ErrInvalid) {
 		t.Errorf("Wait with no room: got %v; want ErrInvalid", err)
 	}
-	if n, err := s.Wait(context.Background(), 10*time.Millisecond, make([]abi.Ready, 4)); n != 0 || err != nil {
+	n, err = s.Wait(context.Background(), 10*time.Millisecond, make([]abi.Ready, 4))
+	if n != 0 || err != nil {
 		t.Errorf("Wait with nothing ready: got %d, %v; want 0, nil", n, err)
 	}
 }
@@ -357,47 +359,56 @@ func TestWriteWakesOnCancel(t *testing.T) {
 	}
 }
 
+// ending is what a test case needs to end a stream its way.
+type ending struct {
+	t *testing.T
+	e *env
+	s *socketgw.Session
+	h int32
+	c *client.Conn
+}
+
 // Every way a stream ends publishes exactly one disconnect with its
 // reason, and connects minus disconnects returns to 0.
 func TestDisconnectExactlyOnce(t *testing.T) {
 	tests := []struct {
 		reason string
-		end    func(t *testing.T, e *env, s *socketgw.Session, h int32, c *client.Conn)
+		end    func(x *ending)
 	}{
-		{events.ReasonStreamClosed, func(t *testing.T, e *env, s *socketgw.Session, h int32, c *client.Conn) {
-			if err := s.CloseStream(h); err != nil {
-				t.Fatal(err)
+		{events.ReasonStreamClosed, func(x *ending) {
+			if err := x.s.CloseStream(x.h); err != nil {
+				x.t.Fatal(err)
 			}
-			s.CloseStream(h)
+			x.s.CloseStream(x.h)
 		}},
-		{events.ReasonPeerClosed, func(t *testing.T, e *env, s *socketgw.Session, h int32, c *client.Conn) {
-			c.Close()
-			waitFor(t, s, h, abi.ReadyClosed)
-			s.CloseStream(h)
+		{events.ReasonPeerClosed, func(x *ending) {
+			x.c.Close()
+			waitFor(x.t, x.s, x.h, abi.ReadyClosed)
+			x.s.CloseStream(x.h)
 		}},
-		{events.ReasonFrameTooLarge, func(t *testing.T, e *env, s *socketgw.Session, h int32, c *client.Conn) {
-			c.WriteFrame(make([]byte, 2048))
-			waitFor(t, s, h, abi.ReadyClosed)
+		{events.ReasonFrameTooLarge, func(x *ending) {
+			x.c.WriteFrame(make([]byte, 2048))
+			waitFor(x.t, x.s, x.h, abi.ReadyClosed)
 		}},
-		{events.ReasonWriteTimeout, func(t *testing.T, e *env, s *socketgw.Session, h int32, c *client.Conn) {
-			for s.Write(context.Background(), h, make([]byte, 256<<10)) == nil {
+		{events.ReasonWriteTimeout, func(x *ending) {
+			for x.s.Write(context.Background(), x.h, make([]byte, 256<<10)) == nil {
 			}
-			s.CloseStream(h)
+			x.s.CloseStream(x.h)
 		}},
-		{events.ReasonCapsuleUnloaded, func(t *testing.T, e *env, s *socketgw.Session, h int32, c *client.Conn) {
-			if got := s.Close(events.ReasonCapsuleUnloaded); got != 1 {
-				t.Errorf("Close: got %d; want 1", got)
+		{events.ReasonCapsuleUnloaded, func(x *ending) {
+			if got := x.s.Close(events.ReasonCapsuleUnloaded); got != 1 {
+				x.t.Errorf("Close: got %d; want 1", got)
 			}
-			s.Close(events.ReasonCapsuleUnloaded)
-			s.CloseStream(h)
+			x.s.Close(events.ReasonCapsuleUnloaded)
+			x.s.CloseStream(x.h)
 		}},
-		{events.ReasonCapsuleCrashed, func(t *testing.T, e *env, s *socketgw.Session, h int32, c *client.Conn) {
-			s.Close(events.ReasonCapsuleCrashed)
+		{events.ReasonCapsuleCrashed, func(x *ending) {
+			x.s.Close(events.ReasonCapsuleCrashed)
 		}},
-		{events.ReasonNodeShutdown, func(t *testing.T, e *env, s *socketgw.Session, h int32, c *client.Conn) {
-			e.gw.Close()
-			if got := s.Close(events.ReasonCapsuleUnloaded); got != 0 {
-				t.Errorf("Session.Close after Gateway.Close: got %d; want 0", got)
+		{events.ReasonNodeShutdown, func(x *ending) {
+			x.e.gw.Close()
+			if got := x.s.Close(events.ReasonCapsuleUnloaded); got != 0 {
+				x.t.Errorf("Session.Close after Gateway.Close: got %d; want 0", got)
 			}
 		}},
 	}
@@ -420,7 +431,7 @@ func TestDisconnectExactlyOnce(t *testing.T) {
 				return n == 1
 			})
 
-			tt.end(t, e, s, h, c)
+			tt.end(&ending{t: t, e: e, s: s, h: h, c: c})
 			e.settle(t, inst, 1)
 			// A late duplicate would show up here.
 			e.nc.Flush()
@@ -523,5 +534,96 @@ func TestFrameHelpersRoundTrip(t *testing.T) {
 		if err != nil || len(got) != n {
 			t.Fatalf("size %d: got %d bytes, %v", n, len(got), err)
 		}
+	}
+}
+
+// Gateway.Close ends everything at once: an open stream, a queued
+// client, a client still in its handshake, and a blocked Wait.
+func TestGatewayCloseEndsEverything(t *testing.T) {
+	e := newEnv(t, func(c *socketgw.Config) { c.MaxStreams = 1 })
+	path := e.bind(t, "echo", "echo")
+	s := e.gw.Attach("echo", "inst-shutdown")
+	l, _ := s.Bind("echo")
+
+	open := e.dial(t, path)
+	h := acceptOne(t, s, l)
+	queued := e.dial(t, path)
+	eventually(t, 5*time.Second, "one queued", func() bool { return e.gw.Waiting("echo") == 1 })
+	silent, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+
+	waitErr := make(chan error, 1)
+	go func() {
+		_, err := s.Wait(context.Background(), -1, make([]abi.Ready, 4))
+		waitErr <- err
+	}()
+
+	if err := e.gw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-waitErr:
+		if !errors.Is(err, abi.ErrUnloading) {
+			t.Errorf("blocked Wait: got %v; want ErrUnloading", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Wait still blocked after Gateway.Close")
+	}
+	for name, c := range map[string]interface{ ReadFrame() ([]byte, error) }{
+		"open": open, "queued": queued,
+	} {
+		if _, err := c.ReadFrame(); err == nil {
+			t.Errorf("%s client: got a frame; want the connection closed", name)
+		}
+	}
+	silent.SetDeadline(time.Now().Add(5 * time.Second))
+	if n, _ := silent.Read(make([]byte, 8)); n != 0 {
+		t.Errorf("client in handshake: got %d bytes; want none", n)
+	}
+	e.settle(t, "inst-shutdown", 1)
+	if got := e.rec.disconnects("inst-shutdown", strconv.Itoa(int(h))); len(got) != 1 ||
+		got[0] != events.ReasonNodeShutdown {
+		t.Errorf("disconnects: got %v; want [node_shutdown]", got)
+	}
+	if err := e.gw.Bind("echo", "other"); err == nil {
+		t.Errorf("Bind after Close: got nil; want an error")
+	}
+	if got := e.gw.Attach("never-bound", "late"); got == nil {
+		t.Fatal("Attach after Close returned nil")
+	} else if _, err := got.Wait(context.Background(), 0, make([]abi.Ready, 1)); !errors.Is(
+		err, abi.ErrUnloading) {
+		t.Errorf("Session of a closed gateway: got %v; want ErrUnloading", err)
+	}
+}
+
+// Clients that queue while the activation hook runs cause one more call,
+// not one call each.
+func TestActivationHookCoalesces(t *testing.T) {
+	var calls atomic.Int32
+	release := make(chan struct{})
+	e := newEnv(t, func(c *socketgw.Config) {
+		c.OnPending = func(string) {
+			if calls.Add(1) == 1 {
+				<-release
+			}
+		}
+	})
+	path := e.bind(t, "echo", "echo")
+
+	for range 10 {
+		e.dial(t, path)
+	}
+	eventually(t, 5*time.Second, "10 queued", func() bool { return e.gw.Waiting("echo") == 10 })
+	close(release)
+	eventually(t, 5*time.Second, "hook called again", func() bool { return calls.Load() == 2 })
+
+	s := e.gw.Attach("echo", "inst-hook")
+	in := startEcho(t, s, "echo")
+	eventually(t, 5*time.Second, "all accepted", func() bool { return in.acceptedCount() == 8 })
+	if got := calls.Load(); got != 2 {
+		t.Errorf("hook calls: got %d; want 2", got)
 	}
 }
