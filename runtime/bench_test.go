@@ -68,7 +68,7 @@ func runWithArgs(b *testing.B, r *Runtime, c *Capsule, args ...string) (time.Dur
 // runtime's start-up.
 func BenchmarkHostCall(b *testing.B) {
 	env := newEnv(b, false)
-	c := env.add(b, tcSrc+"bench", "bench", "")
+	c := env.add(b, multiSrc, "bench", "")
 	n := max(b.N, 1000)
 
 	measure := func(mode string) (float64, float64) {

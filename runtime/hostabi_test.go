@@ -14,7 +14,7 @@ import (
 // pair gets a code (ErrBadPointer), never a trap; the instance lives on.
 func TestHostileCapsule(t *testing.T) {
 	env := newEnv(t, false)
-	env.add(t, tcSrc+"hostile", "hostile", "")
+	env.add(t, multiSrc, "hostile", "")
 	info, err := env.r.Load(context.Background(), "hostile", events.LoadRequest)
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func TestHostileCapsule(t *testing.T) {
 // the gate (and, with no gateway in this runtime, is not found).
 func TestCapabilityGate(t *testing.T) {
 	env := newEnv(t, false)
-	env.add(t, tcSrc+"nocap", "nocap", "[capabilities]\nnet_bind = [\"unix:allowed\"]\n")
+	env.add(t, multiSrc, "nocap", "[capabilities]\nnet_bind = [\"unix:allowed\"]\n")
 	info, err := env.r.Load(context.Background(), "nocap", events.LoadRequest)
 	if err != nil {
 		t.Fatal(err)

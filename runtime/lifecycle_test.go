@@ -15,7 +15,7 @@ import (
 
 const (
 	helloSrc = "../capsules/hello"
-	tcSrc    = "testdata/capsules/"
+	multiSrc = "testdata/capsules/multi" // every test capsule; its name picks the behaviour
 )
 
 func TestLoadRunUnload(t *testing.T) {
@@ -135,7 +135,7 @@ func TestUnloadLatency(t *testing.T) {
 		{"sleep", "sleep: sleeping", ""},
 	}
 	for _, tc := range cases {
-		env.add(t, tcSrc+tc.name, tc.name, "")
+		env.add(t, multiSrc, tc.name, "")
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -184,7 +184,7 @@ func TestCrash(t *testing.T) {
 		{"alloc", "exited with code"},
 	}
 	for _, tc := range cases {
-		env.add(t, tcSrc+tc.name, tc.name, "")
+		env.add(t, multiSrc, tc.name, "")
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -238,7 +238,7 @@ func TestCloseUnloadsAll(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 	env := newEnv(t, true)
 	env.add(t, helloSrc, "hello", "")
-	env.add(t, tcSrc+"busy", "busy", "")
+	env.add(t, multiSrc, "busy", "")
 
 	var ids []string
 	for _, name := range []string{"hello", "busy"} {

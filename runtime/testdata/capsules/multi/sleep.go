@@ -1,7 +1,5 @@
 //go:build wasip1
 
-// Command sleep sleeps in the Go runtime (WASI poll_oneoff), which knows
-// nothing of unloads: only the force-close after the grace period ends it.
 package main
 
 import (
@@ -11,7 +9,9 @@ import (
 	"github.com/astrid-os/astrid-node/sdk"
 )
 
-func main() {
+// runSleep (capsule name "sleep") sleeps in the Go runtime (WASI poll_oneoff), which knows
+// nothing of unloads: only the force-close after the grace period ends it.
+func runSleep() {
 	sdk.Log(slog.LevelInfo, "sleep: sleeping")
 	time.Sleep(time.Hour)
 	sdk.Log(slog.LevelError, "sleep: woke up")

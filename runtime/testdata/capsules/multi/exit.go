@@ -1,6 +1,5 @@
 //go:build wasip1
 
-// Command exit ends by itself with exit code 3.
 package main
 
 import (
@@ -10,7 +9,8 @@ import (
 	"github.com/astrid-os/astrid-node/sdk"
 )
 
-func main() {
+// runExit (capsule name "exit") ends by itself with exit code 3.
+func runExit() {
 	sdk.Log(slog.LevelInfo, "exit: leaving")
 	os.Exit(3)
 }

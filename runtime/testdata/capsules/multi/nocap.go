@@ -1,7 +1,5 @@
 //go:build wasip1
 
-// Command nocap binds a socket its manifest grants ("allowed") and one it
-// does not ("secret"), logs what each bind returned, then parks.
 package main
 
 import (
@@ -10,7 +8,9 @@ import (
 	"github.com/astrid-os/astrid-node/sdk"
 )
 
-func main() {
+// runNocap (capsule name "nocap") binds a socket its manifest grants ("allowed") and one it
+// does not ("secret"), logs what each bind returned, then parks.
+func runNocap() {
 	for _, name := range []string{"allowed", "secret"} {
 		_, err := sdk.Bind(name)
 		msg := "ok"

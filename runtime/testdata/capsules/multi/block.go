@@ -1,7 +1,5 @@
 //go:build wasip1
 
-// Command block parks in net_wait, a blocking host call, and returns once
-// the host says it is unloading.
 package main
 
 import (
@@ -12,7 +10,9 @@ import (
 	"github.com/astrid-os/astrid-node/sdk"
 )
 
-func main() {
+// runBlock (capsule name "block") parks in net_wait, a blocking host call, and returns once
+// the host says it is unloading.
+func runBlock() {
 	sdk.Log(slog.LevelInfo, "block: waiting")
 	_, err := sdk.Wait(-1, nil)
 	if errors.Is(err, abi.ErrUnloading) {

@@ -1,7 +1,5 @@
 //go:build wasip1
 
-// Command busy spins without ever calling the host: only a force-close
-// can unload it.
 package main
 
 import (
@@ -10,11 +8,13 @@ import (
 	"github.com/astrid-os/astrid-node/sdk"
 )
 
-var sink uint64
+var busySink uint64
 
-func main() {
+// runBusy (capsule name "busy") spins without ever calling the host: only a force-close
+// can unload it.
+func runBusy() {
 	sdk.Log(slog.LevelInfo, "busy: spinning")
 	for i := uint64(0); ; i++ {
-		sink += i
+		busySink += i
 	}
 }

@@ -1,7 +1,5 @@
 //go:build wasip1
 
-// Command trap loads from an address far outside its linear memory, which
-// is a wasm trap (Go checks only nil pointers itself).
 package main
 
 import (
@@ -11,11 +9,13 @@ import (
 	"github.com/astrid-os/astrid-node/sdk"
 )
 
-var sink byte
+var trapSink byte
 
-func main() {
+// runTrap (capsule name "trap") loads from an address far outside its linear memory, which
+// is a wasm trap (Go checks only nil pointers itself).
+func runTrap() {
 	sdk.Log(slog.LevelInfo, "trap: about to trap")
 	p := (*byte)(unsafe.Pointer(uintptr(0xfff0_0000)))
-	sink = *p
+	trapSink = *p
 	sdk.Log(slog.LevelError, "trap: survived")
 }

@@ -1,9 +1,5 @@
 //go:build wasip1
 
-// Command hostile passes out-of-bounds and overflowing pointer/length pairs
-// to every host function that takes one and logs each result as
-// "hostile <function> <case> <code>". It ends with "hostile: done" and
-// parks: a bad pointer must cost it a code, never a trap.
 package main
 
 import (
@@ -51,7 +47,11 @@ func report(fn, c string, code int32) {
 	hlog(0, uint32(uintptr(unsafe.Pointer(unsafe.StringData(msg)))), uint32(len(msg)))
 }
 
-func main() {
+// runHostile (capsule name "hostile") passes out-of-bounds and overflowing pointer/length pairs
+// to every host function that takes one and logs each result as
+// "hostile <function> <case> <code>". It ends with "hostile: done" and
+// parks: a bad pointer must cost it a code, never a trap.
+func runHostile() {
 	ok := uint32(uintptr(unsafe.Pointer(&scratch[0])))
 	for _, p := range pairs {
 		report("log", p.name, hlog(0, p.ptr, p.n))
