@@ -170,3 +170,36 @@ func BenchmarkHandshake(b *testing.B) {
 	b.ReportMetric(float64(floor.Nanoseconds())/float64(b.N), "floor-ns/op")
 	s.Close(events.ReasonCapsuleUnloaded)
 }
+
+// BenchmarkRoundTrip64Idle is BenchmarkRoundTrip64 with 200 idle streams
+// open on the same instance: the round trip must not slow down with them.
+func BenchmarkRoundTrip64Idle(b *testing.B) {
+	gw, path := benchGateway(b)
+	s := gw.Attach("echo", "bench")
+	in := startEcho(b, s, "echo")
+	dial := func() *client.Conn {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := client.Dial(ctx, path, gw.TokenPath())
+		if err != nil {
+			b.Fatal(err)
+		}
+		return c
+	}
+	const idle = 200
+	for range idle {
+		defer dial().Close()
+	}
+	eventually(b, 10*time.Second, "idle streams accepted", func() bool {
+		return in.acceptedCount() == idle
+	})
+	c := dial()
+	defer c.Close()
+
+	roundTrips(b, 1000, c.WriteFrame, c.ReadFrame)
+	b.ReportAllocs()
+	b.ResetTimer()
+	roundTrips(b, b.N, c.WriteFrame, c.ReadFrame)
+	b.StopTimer()
+	s.Close(events.ReasonCapsuleUnloaded)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -300,9 +301,13 @@ func (s *Session) CloseStream(stream int32) error {
 	s.mu.Lock()
 	st, err := s.streamLocked(stream)
 	if err == nil && st.ended {
-		// Ended by the client or an error: the guest is done with it.
+		// Ended by the client or an error: the guest is done with it,
+		// and needs no ReadyClosed for it any more.
 		st.dropLocked()
 		delete(s.streams, stream)
+		if i := slices.Index(s.ended, st); i >= 0 {
+			s.ended = slices.Delete(s.ended, i, i+1)
+		}
 	}
 	s.mu.Unlock()
 	if err == abi.ErrClosed {

@@ -627,3 +627,30 @@ func TestActivationHookCoalesces(t *testing.T) {
 		t.Errorf("hook calls: got %d; want 2", got)
 	}
 }
+
+// A stream the guest closed itself is never reported as ReadyClosed,
+// even if the client hung up first.
+func TestClosedByGuestNotReported(t *testing.T) {
+	e := newEnv(t, nil)
+	path := e.bind(t, "echo", "echo")
+	s := e.gw.Attach("echo", "inst-guest")
+	l, _ := s.Bind("echo")
+
+	c := e.dial(t, path)
+	h := acceptOne(t, s, l)
+	c.Close()
+	eventually(t, 5*time.Second, "peer hang-up seen", func() bool { return s.Active() == 0 })
+	if err := s.CloseStream(h); err != nil {
+		t.Fatal(err)
+	}
+	out := make([]abi.Ready, 4)
+	n, err := s.Wait(context.Background(), 0, out)
+	if err != nil || n != 0 {
+		t.Errorf("Wait after CloseStream: got %v, %v; want nothing", out[:n], err)
+	}
+	e.settle(t, "inst-guest", 1)
+	if got := e.rec.disconnects("inst-guest", strconv.Itoa(int(h))); len(got) != 1 ||
+		got[0] != events.ReasonPeerClosed {
+		t.Errorf("disconnects: got %v; want [peer_closed]", got)
+	}
+}
