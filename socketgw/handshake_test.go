@@ -142,6 +142,43 @@ func TestClientErrors(t *testing.T) {
 		t.Errorf("wrong token: got %v; want ErrAuthFailed", err)
 	}
 
+	// A socket file with nobody behind it, as a dead node leaves it.
+	stale := filepath.Join(e.dir, "stale.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: stale, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false)
+	ln.Close()
+	if _, err := client.Dial(ctx, stale, e.gw.TokenPath()); !errors.Is(err, client.ErrNoSocket) {
+		t.Errorf("stale socket: got %v; want ErrNoSocket", err)
+	}
+
+	// A listener that accepts and never answers: the ctx bounds Dial.
+	mute := filepath.Join(e.dir, "mute.sock")
+	ln2, err := net.Listen("unix", mute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln2.Close()
+	short, cancelShort := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancelShort()
+	if _, err := client.Dial(short, mute, e.gw.TokenPath()); !errors.Is(err,
+		context.DeadlineExceeded) {
+		t.Errorf("silent server: got %v; want DeadlineExceeded", err)
+	}
+
+	// A server that hangs up without a reply is a protocol error.
+	_, err = client.Dial(ctx, path, filepath.Join(e.dir, "no-such.token"))
+	if err == nil || !strings.Contains(err.Error(), "token") {
+		t.Errorf("missing token file: got %v; want a token error", err)
+	}
+	garbled := filepath.Join(e.dir, "garbled.token")
+	os.WriteFile(garbled, []byte(strings.Repeat("x", 5000)), 0o600)
+	if _, err := client.Dial(ctx, path, garbled); !errors.Is(err, client.ErrProtocol) {
+		t.Errorf("oversize request dropped: got %v; want ErrProtocol", err)
+	}
+
 	c, err := client.Dial(ctx, path, e.gw.TokenPath())
 	if err != nil {
 		t.Fatalf("good dial: %v", err)
