@@ -84,6 +84,15 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
+	// A signal during the start stops the node before it announces itself.
+	if ctx.Err() != nil {
+		log.Info("node stopping before ready", "cause", context.Cause(ctx))
+		if err := shutdown(n, stopCapsules, opts.grace, log); err != nil {
+			fmt.Fprintf(stderr, "astrid-node run: shutdown: %v\n", err)
+			return 1
+		}
+		return 0
+	}
 	if err := n.WriteReady(); err != nil {
 		fmt.Fprintf(stderr, "astrid-node run: %v\n", err)
 		shutdown(n, stopCapsules, opts.grace, log)
