@@ -80,13 +80,19 @@ func DecodeBody(data []byte) (Event, error) {
 	if len(data) > MaxMessage {
 		return Event{}, fmt.Errorf("%w: %d bytes exceeds %d", ErrMalformed, len(data), MaxMessage)
 	}
+	// json.Unmarshal scans the body once less than a Decoder; the Decoder
+	// runs only for a body Unmarshal rejects, to keep its error messages
+	// (and its acceptance of a stray closing bracket after the message).
 	var msg Message
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&msg); err != nil {
-		return Event{}, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	if dec.More() {
-		return Event{}, fmt.Errorf("%w: trailing data after message", ErrMalformed)
+	if json.Unmarshal(data, &msg) != nil {
+		msg = Message{}
+		dec := json.NewDecoder(bytes.NewReader(data))
+		if err := dec.Decode(&msg); err != nil {
+			return Event{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		if dec.More() {
+			return Event{}, fmt.Errorf("%w: trailing data after message", ErrMalformed)
+		}
 	}
 	if msg.Topic == "" {
 		return Event{}, fmt.Errorf("%w: missing topic", ErrMalformed)
@@ -114,7 +120,52 @@ func DecodeBody(data []byte) (Event, error) {
 	}, nil
 }
 
+// payloadFields holds the fields of every payload type, so that one
+// Unmarshal decodes any of them.
+type payloadFields struct {
+	Type          *string          `json:"type"`
+	Reason        string           `json:"reason"`
+	Capsule       string           `json:"capsule"`
+	Instance      string           `json:"instance"`
+	Node          string           `json:"node"`
+	IdleTimeoutMS int64            `json:"idle_timeout_ms"`
+	StreamsClosed int              `json:"streams_closed"`
+	IntervalMS    int64            `json:"interval_ms"`
+	Instances     []InstanceStatus `json:"instances"`
+}
+
+// decodePayload decodes raw in one pass when it can. A payload the union
+// rejects (a field of one type holding another type's wrong kind of value,
+// a missing type) goes the type-by-type way, which decides and words the
+// error exactly as before.
 func decodePayload(raw json.RawMessage) (Payload, error) {
+	var f payloadFields
+	if json.Unmarshal(raw, &f) != nil || f.Type == nil {
+		return decodePayloadByType(raw)
+	}
+	switch *f.Type {
+	case TypeConnect:
+		return Connect{}, nil
+	case TypeDisconnect:
+		p := Disconnect{Reason: f.Reason}
+		return p, checkDisconnect(p)
+	case TypeLoaded:
+		p := Loaded{Capsule: f.Capsule, Instance: f.Instance, Node: f.Node, Reason: f.Reason,
+			IdleTimeoutMS: f.IdleTimeoutMS}
+		return p, checkLoaded(p)
+	case TypeUnloaded:
+		p := Unloaded{Capsule: f.Capsule, Instance: f.Instance, Node: f.Node, Reason: f.Reason,
+			StreamsClosed: f.StreamsClosed}
+		return p, checkUnloaded(p)
+	case TypeHeartbeat:
+		p := Heartbeat{Node: f.Node, IntervalMS: f.IntervalMS, Instances: f.Instances}
+		return p, checkHeartbeat(p)
+	default:
+		return Unknown{Type: *f.Type, Raw: raw}, nil
+	}
+}
+
+func decodePayloadByType(raw json.RawMessage) (Payload, error) {
 	var head struct {
 		Type *string `json:"type"`
 	}
@@ -129,41 +180,65 @@ func decodePayload(raw json.RawMessage) (Payload, error) {
 		return Connect{}, nil
 	case TypeDisconnect:
 		var p Disconnect
-		err := json.Unmarshal(raw, &p)
-		if err == nil && p.Reason == "" {
-			err = errors.New("reason is required")
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return p, err
 		}
-		return p, err
+		return p, checkDisconnect(p)
 	case TypeLoaded:
 		var p Loaded
-		err := json.Unmarshal(raw, &p)
-		if err == nil && (p.Capsule == "" || p.Instance == "" || p.Reason == "") {
-			err = errors.New("capsule, instance and reason are required")
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return p, err
 		}
-		return p, err
+		return p, checkLoaded(p)
 	case TypeUnloaded:
 		var p Unloaded
-		err := json.Unmarshal(raw, &p)
-		if err == nil && (p.Capsule == "" || p.Instance == "" || p.Reason == "") {
-			err = errors.New("capsule, instance and reason are required")
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return p, err
 		}
-		if err == nil && p.StreamsClosed < 0 {
-			err = errors.New("streams_closed is negative")
-		}
-		return p, err
+		return p, checkUnloaded(p)
 	case TypeHeartbeat:
 		var p Heartbeat
-		err := json.Unmarshal(raw, &p)
-		if err == nil && p.Node == "" {
-			err = errors.New("node is required")
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return p, err
 		}
-		for _, in := range p.Instances {
-			if err == nil && (in.Instance == "" || in.Streams < 0) {
-				err = errors.New("instance entries need an id and a count >= 0")
-			}
-		}
-		return p, err
+		return p, checkHeartbeat(p)
 	default:
 		return Unknown{Type: *head.Type, Raw: raw}, nil
 	}
+}
+
+func checkDisconnect(p Disconnect) error {
+	if p.Reason == "" {
+		return errors.New("reason is required")
+	}
+	return nil
+}
+
+func checkLoaded(p Loaded) error {
+	if p.Capsule == "" || p.Instance == "" || p.Reason == "" {
+		return errors.New("capsule, instance and reason are required")
+	}
+	return nil
+}
+
+func checkUnloaded(p Unloaded) error {
+	if p.Capsule == "" || p.Instance == "" || p.Reason == "" {
+		return errors.New("capsule, instance and reason are required")
+	}
+	if p.StreamsClosed < 0 {
+		return errors.New("streams_closed is negative")
+	}
+	return nil
+}
+
+func checkHeartbeat(p Heartbeat) error {
+	if p.Node == "" {
+		return errors.New("node is required")
+	}
+	for _, in := range p.Instances {
+		if in.Instance == "" || in.Streams < 0 {
+			return errors.New("instance entries need an id and a count >= 0")
+		}
+	}
+	return nil
 }
