@@ -88,7 +88,7 @@ func history(tb testing.TB, n int) []recorded {
 			case in.streams > 0 && r%2 == 0: // disconnect
 				in.streams--
 				emit(nh, events.Event{Topic: events.SubjectDisconnect,
-					Payload: events.Disconnect{Reason: events.ReasonPeerClosed},
+					Payload:  events.Disconnect{Reason: events.ReasonPeerClosed},
 					SourceID: in.id, Capsule: in.capsule, Instance: in.id,
 					Stream: strconv.Itoa(int(in.nextStream))})
 			default: // connect
