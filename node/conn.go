@@ -62,6 +62,7 @@ func connectExternal(ctx context.Context, cfg Config, id string, log *slog.Logge
 		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
 	}
 
+	log.Info("connecting to NATS", "url", redactURLs(cfg.NATSURL), "wait", cfg.ConnectWait)
 	deadline := time.Now().Add(cfg.ConnectWait)
 	for {
 		remaining := time.Until(deadline)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -167,7 +168,7 @@ func TestRunSignals(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var errOut bytes.Buffer
+			var errOut syncBuffer
 			cmd.Stderr = &errOut
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
@@ -274,4 +275,60 @@ func TestRunHelpHidesPassword(t *testing.T) {
 	if strings.Contains(out.String()+errOut.String(), "s3cret-pw") {
 		t.Error("help text shows the password from ASTRID_NATS_PASSWORD")
 	}
+}
+
+// TestRunSignalDuringConnect stops a node that is still waiting for an
+// unreachable --nats-url: it must not wait out the connect wait.
+func TestRunSignalDuringConnect(t *testing.T) {
+	bin := binary(t)
+	cmd := exec.Command(bin, "run", "--home", t.TempDir(), "--nats-url", "nats://"+freeAddr(t),
+		"--nats-connect-wait", "1m")
+	var errOut syncBuffer
+	cmd.Stderr = &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(errOut.String(), "connecting to NATS") {
+		if time.Now().After(deadline) {
+			t.Fatalf("node never started connecting; stderr:\n%s", errOut.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Errorf("exit: %v; want 1 (the node never started)", err)
+		}
+		if last := lastLine(errOut.String()); !strings.Contains(last, "context canceled") {
+			t.Errorf("last stderr line %q; want the cancelled connect", last)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("node still waiting for NATS 5s after SIGTERM")
+	}
+}
+
+// syncBuffer is a bytes.Buffer a process and a test may share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
