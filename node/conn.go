@@ -33,7 +33,8 @@ func connectEmbedded(s *server.Server, id string, log *slog.Logger) (*nats.Conn,
 // connectExternal connects to cfg.NATSURL, retrying until cfg.ConnectWait
 // has passed so a node may start alongside its server. Once connected it
 // reconnects forever and buffers publishes meanwhile.
-func connectExternal(ctx context.Context, cfg Config, id string, log *slog.Logger) (*nats.Conn, error) {
+func connectExternal(ctx context.Context, cfg Config, id string,
+	log *slog.Logger) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name("astrid-node " + id),
 		nats.MaxReconnects(-1),

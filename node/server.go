@@ -18,7 +18,8 @@ const serverReadyWait = 10 * time.Second
 
 // startServer starts the embedded nats-server described by cfg, named id,
 // and waits until it accepts connections.
-func startServer(ctx context.Context, cfg Config, id string, log *slog.Logger) (*server.Server, error) {
+func startServer(ctx context.Context, cfg Config, id string,
+	log *slog.Logger) (*server.Server, error) {
 	opts := &server.Options{
 		ServerName: id,
 		NoSigs:     true,

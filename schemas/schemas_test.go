@@ -214,20 +214,33 @@ func TestPayloadRejects(t *testing.T) {
 
 func TestHandshake(t *testing.T) {
 	token := strings.Repeat("0a", 32)
+	req := func(tok, version, client string) string {
+		s := `{"token":"` + tok + `","protocol_version":` + version
+		if client != "" {
+			s += `,"client_version":"` + client + `"`
+		}
+		return s + "}"
+	}
+	resp := func(status, reason string) string {
+		s := `{"status":"` + status + `","protocol_version":1,"server_version":"0.1.0"`
+		if reason != "" {
+			s += `,"reason":"` + reason + `"`
+		}
+		return s + "}"
+	}
 	cases := []struct {
 		schema, doc string
 		ok          bool
 	}{
-		{HandshakeRequest, `{"token":"` + token + `","protocol_version":1,"client_version":"0.5.1"}`, true},
-		{HandshakeRequest, `{"token":"` + strings.ToUpper(token) + `","protocol_version":1,"client_version":"x"}`, false},
-		{HandshakeRequest, `{"token":"` + token[:62] + `","protocol_version":1,"client_version":"x"}`, false},
-		{HandshakeRequest, `{"token":"` + token + `","protocol_version":"1","client_version":"x"}`, false},
-		{HandshakeRequest, `{"token":"` + token + `","protocol_version":1}`, false},
-		{HandshakeResponse, `{"status":"ok","protocol_version":1,"server_version":"0.1.0"}`, true},
-		{HandshakeResponse, `{"status":"error","protocol_version":1,"server_version":"0.1.0",` +
-			`"reason":"invalid token"}`, true},
-		{HandshakeResponse, `{"status":"error","protocol_version":1,"server_version":"0.1.0"}`, false},
-		{HandshakeResponse, `{"status":"maybe","protocol_version":1,"server_version":"0.1.0"}`, false},
+		{HandshakeRequest, req(token, "1", "0.5.1"), true},
+		{HandshakeRequest, req(strings.ToUpper(token), "1", "x"), false},
+		{HandshakeRequest, req(token[:62], "1", "x"), false},
+		{HandshakeRequest, req(token, `"1"`, "x"), false},
+		{HandshakeRequest, req(token, "1", ""), false},
+		{HandshakeResponse, resp("ok", ""), true},
+		{HandshakeResponse, resp("error", "invalid token"), true},
+		{HandshakeResponse, resp("error", ""), false},
+		{HandshakeResponse, resp("maybe", ""), false},
 	}
 	for _, tc := range cases {
 		err := Validate(tc.schema, []byte(tc.doc))

@@ -145,7 +145,8 @@ func parseRunFlags(args []string, stdout io.Writer) (runOptions, error) {
 	}
 	var routes, logLevel string
 	c := &o.node
-	fs.StringVar(&c.Home, "home", defaultHome, "node home: node.id, run/, capsules/ (env ASTRID_HOME)")
+	fs.StringVar(&c.Home, "home", defaultHome,
+		"node home: node.id, run/, capsules/ (env ASTRID_HOME)")
 	fs.StringVar(&c.NodeID, "node-id", "", "node id (default: from HOME/node.id, generated once)")
 	fs.StringVar(&c.NATSListen, "nats-listen", node.DefaultNATSListen,
 		"embedded NATS client listener HOST:PORT (port 0: any free port; none: in-process only)")
@@ -169,11 +170,13 @@ func parseRunFlags(args []string, stdout io.Writer) (runOptions, error) {
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.capsules, "capsules", "", "capsule directory (default HOME/capsules)")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 5*time.Minute,
-		"unload a capsule after this long without streams, unless its manifest says otherwise (0: never)")
+		"unload a capsule after this long without streams, unless its manifest says "+
+			"otherwise (0: never)")
 	fs.DurationVar(&o.exitWhenIdle, "exit-when-idle", 0,
 		"exit once no capsule has had a stream for this long (0: never)")
 	fs.IntVar(&o.maxStreams, "max-streams", 8, "open streams per capsule instance")
-	fs.DurationVar(&o.grace, "grace", 2*time.Second, "how long a capsule gets to stop when unloaded")
+	fs.DurationVar(&o.grace, "grace", 2*time.Second,
+		"how long a capsule gets to stop when unloaded")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -145,7 +145,8 @@ func TestRunHomeNotWritable(t *testing.T) {
 	}
 }
 
-var readyLine = regexp.MustCompile(`^astrid-node ready: node=([0-9a-f-]{36}) nats=(nats://127\.0\.0\.1:\d+)$`)
+var readyLine = regexp.MustCompile(
+	`^astrid-node ready: node=([0-9a-f-]{36}) nats=(nats://127\.0\.0\.1:\d+)$`)
 
 // TestRunSignals starts the real binary, checks the ready line, the ready
 // file and a heartbeat, then stops it with a signal: exit 0, files gone.
