@@ -18,6 +18,10 @@ import (
 	"github.com/astrid-os/astrid-node/abi"
 )
 
+// Errno is the type of the codes host calls fail with. The SDK returns
+// them as errors unchanged, so errors.Is(err, abi.ErrPending) works.
+type Errno = abi.Errno
+
 // IOError is an abi.ErrIO failure with the host's message from last_error.
 // errors.Is(err, abi.ErrIO) holds for it.
 type IOError struct {
