@@ -63,3 +63,40 @@ func TestAddAll(t *testing.T) {
 		t.Errorf("bad capsule: got %v; want an error naming it", err)
 	}
 }
+
+// TestAddRefusesModules: modules the node cannot run are refused when the
+// capsule is added, with an error naming the capsule and the reason.
+func TestAddRefusesModules(t *testing.T) {
+	env := newEnv(t, false)
+	header := []byte{0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00}
+	// One function type () -> (), an import env.foo of it, one function of
+	// it exported as _start.
+	importsEnv := append(append([]byte{}, header...),
+		0x01, 0x04, 0x01, 0x60, 0x00, 0x00,
+		0x02, 0x0b, 0x01, 0x03, 'e', 'n', 'v', 0x03, 'f', 'o', 'o', 0x00, 0x00,
+		0x03, 0x02, 0x01, 0x00,
+		0x07, 0x0a, 0x01, 0x06, '_', 's', 't', 'a', 'r', 't', 0x00, 0x01,
+		0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b)
+	cases := []struct {
+		name string
+		wasm []byte
+		want string
+	}{
+		{"garbage", []byte("not wasm"), "compiling"},
+		{"no start", header, "exports no _start"},
+		{"unknown import", importsEnv, "imports unknown function env.foo"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			os.WriteFile(filepath.Join(dir, "Capsule.toml"),
+				[]byte("[package]\nname = \"odd\"\nversion = \"1\"\nwasm = \"odd.wasm\"\n"), 0o600)
+			os.WriteFile(filepath.Join(dir, "odd.wasm"), tc.wasm, 0o600)
+			_, err := env.r.Add(context.Background(), dir)
+			if err == nil || !strings.Contains(err.Error(), `"odd"`) ||
+				!strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v; want an error naming odd and %q", err, tc.want)
+			}
+		})
+	}
+}

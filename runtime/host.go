@@ -38,6 +38,15 @@ var hostFuncs = []hostFunc{
 	{abi.FuncNetWait, 3, hostNetWait},
 }
 
+func isHostFunc(name string) bool {
+	for _, h := range hostFuncs {
+		if h.name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // instantiateHost registers the astrid module once per runtime. The
 // functions find their instance through the context of the guest's
 // _start call, so one host module serves every instance.

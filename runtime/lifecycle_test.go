@@ -257,7 +257,8 @@ func TestCloseUnloadsAll(t *testing.T) {
 			t.Errorf("got reason %q; want shutdown", p.Reason)
 		}
 	}
-	if _, err := env.r.Load(context.Background(), "hello", events.LoadRequest); !errors.Is(err, ErrClosed) {
+	_, err := env.r.Load(context.Background(), "hello", events.LoadRequest)
+	if !errors.Is(err, ErrClosed) {
 		t.Errorf("Load after Close: got %v; want ErrClosed", err)
 	}
 }

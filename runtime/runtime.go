@@ -20,6 +20,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
+	"github.com/astrid-os/astrid-node/abi"
 	"github.com/astrid-os/astrid-node/events"
 )
 
@@ -159,10 +160,9 @@ func (r *Runtime) Add(ctx context.Context, dir string) (*Capsule, error) {
 	if err != nil {
 		return nil, fmt.Errorf("capsule %q: compiling %s: %w", m.Name, m.Wasm, err)
 	}
-	if _, ok := compiled.ExportedFunctions()["_start"]; !ok {
+	if err := checkModule(compiled); err != nil {
 		compiled.Close(ctx)
-		return nil, fmt.Errorf("capsule %q: %s exports no _start: build it as a wasip1 command",
-			m.Name, m.Wasm)
+		return nil, fmt.Errorf("capsule %q: %s: %w", m.Name, m.Wasm, err)
 	}
 
 	c := &Capsule{Manifest: m, compiled: compiled}
@@ -265,6 +265,28 @@ func (r *Runtime) Close(ctx context.Context) error {
 
 func (r *Runtime) closeWazero(ctx context.Context) error {
 	return errors.Join(r.wr.Close(ctx), r.cache.Close(ctx))
+}
+
+// checkModule refuses, when the capsule is added rather than at its first
+// activation, a module that is not a wasip1 command or imports anything
+// the node does not provide.
+func checkModule(cm wazero.CompiledModule) error {
+	if _, ok := cm.ExportedFunctions()["_start"]; !ok {
+		return errors.New("exports no _start: build it as a wasip1 command")
+	}
+	if len(cm.ImportedMemories()) > 0 {
+		return errors.New("imports a memory; a capsule must define its own")
+	}
+	for _, f := range cm.ImportedFunctions() {
+		mod, name, _ := f.Import()
+		switch {
+		case mod == wasi_snapshot_preview1.ModuleName:
+		case mod == abi.Module && isHostFunc(name):
+		default:
+			return fmt.Errorf("imports unknown function %s.%s", mod, name)
+		}
+	}
+	return nil
 }
 
 // readBounded reads a whole file of at most limit bytes.
