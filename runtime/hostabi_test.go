@@ -83,6 +83,7 @@ func TestCapabilityGate(t *testing.T) {
 
 	env.logs.waitFor(t, "nocap: bind allowed: "+abi.ErrNotFound.Error())
 	env.logs.waitFor(t, "nocap: bind secret: "+abi.ErrPermission.Error())
+	env.logs.waitFor(t, "nocap: last error: net_bind_unix: "+abi.ErrPermission.Error())
 
 	recs := env.logs.find("net_bind_unix refused")
 	if len(recs) != 1 {

@@ -262,3 +262,43 @@ func TestCloseUnloadsAll(t *testing.T) {
 		t.Errorf("Load after Close: got %v; want ErrClosed", err)
 	}
 }
+
+// TestLoadDuringUnload: a Load while the capsule's instance is stopping
+// waits for it, so the old instance's unloaded event precedes the new
+// one's loaded event.
+func TestLoadDuringUnload(t *testing.T) {
+	env := newEnv(t, true)
+	env.add(t, multiSrc, "busy", "")
+	ctx := context.Background()
+	old, err := env.r.Load(ctx, "busy", events.LoadRequest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.logs.waitFor(t, "busy: spinning")
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := env.r.Unload(ctx, UnloadRequest{Capsule: "busy"})
+		done <- err
+	}()
+	eventually(t, 5*time.Second, "the instance to be stopping", func() bool {
+		env.r.mu.Lock()
+		in := env.r.loaded["busy"]
+		env.r.mu.Unlock()
+		return in != nil && in.isStopping()
+	})
+
+	next, err := env.r.Load(ctx, "busy", events.LoadActivation)
+	if err != nil || next.Instance == old.Instance {
+		t.Fatalf("Load during unload: got %+v, %v; want a new instance", next, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	unloaded := env.waitEvent(t, events.SubjectUnloaded, old.Instance)
+	loaded := env.waitEvent(t, events.SubjectLoaded, next.Instance)
+	if unloaded.Seq > loaded.Seq {
+		t.Errorf("got unloaded seq %d after loaded seq %d; want it before", unloaded.Seq,
+			loaded.Seq)
+	}
+}

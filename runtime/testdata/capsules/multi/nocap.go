@@ -19,5 +19,6 @@ func runNocap() {
 		}
 		sdk.Log(slog.LevelInfo, "nocap: bind "+name+": "+msg)
 	}
+	sdk.Log(slog.LevelInfo, "nocap: last error: "+sdk.LastError())
 	sdk.WaitUnload()
 }
