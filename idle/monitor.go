@@ -21,7 +21,8 @@ const (
 
 	// eventBuffer is how many received events wait for the monitor before
 	// nats.go drops new ones (a slow consumer); heartbeats repair the loss.
-	eventBuffer = 1 << 16
+	// It bounds a count, not bytes: see Limitations in docs/idle.md.
+	eventBuffer = 1 << 14
 
 	minTick    = 10 * time.Millisecond
 	maxTick    = time.Second
@@ -313,14 +314,19 @@ func (m *Monitor) check(ctx context.Context, wg *sync.WaitGroup, results chan<- 
 	m.mu.Lock()
 	drops := m.proj.Expire(now)
 	due := m.proj.Due(now)
+	m.mu.Unlock()
+
+	// Forget the dealings with instances no longer due (unloaded, dropped,
+	// busy again): their backoff does not carry over to a later idle spell.
+	dueKeys := make(map[string]bool, len(due))
+	for _, st := range due {
+		dueKeys[tombKey(st.Node, st.Instance)] = true
+	}
 	for key, u := range m.unloads {
-		if !u.inFlight {
-			if _, ok := m.proj.Instance(u.node, u.instance); !ok {
-				delete(m.unloads, key)
-			}
+		if !u.inFlight && !dueKeys[key] {
+			delete(m.unloads, key)
 		}
 	}
-	m.mu.Unlock()
 
 	for _, d := range drops {
 		m.log.Warn("node silent; dropping it and its instances", "node", d.Node,
