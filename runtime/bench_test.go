@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	goruntime "runtime"
 	"runtime/debug"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 	"github.com/astrid-os/astrid-node/abi"
 	"github.com/astrid-os/astrid-node/events"
 	"github.com/astrid-os/astrid-node/internal/capsuletest"
+	"github.com/astrid-os/astrid-node/socketgw"
 )
 
 // runWithArgs runs one instance of c to completion with extra command-line
@@ -28,8 +30,13 @@ import (
 func runWithArgs(b *testing.B, r *Runtime, c *Capsule, args ...string) (time.Duration, uint64) {
 	b.Helper()
 	id := uuid.NewString()
+	var sockets Sockets
+	if r.cfg.Sockets != nil {
+		sockets = r.cfg.Sockets(c.Manifest.Name, id)
+		defer sockets.Close(events.ReasonCapsuleUnloaded)
+	}
 	in := &instance{
-		r: r, capsule: c, id: id, log: r.log,
+		r: r, capsule: c, id: id, log: r.log, sockets: sockets,
 		ready: make([]abi.Ready, maxReady), lastErr: make([]byte, 0, 128),
 	}
 	in.ctx, in.stop = context.WithCancel(context.Background())
@@ -62,14 +69,27 @@ func runWithArgs(b *testing.B, r *Runtime, c *Capsule, args ...string) (time.Dur
 	return took, after.Mallocs - before.Mallocs
 }
 
-// BenchmarkHostCall measures a guest->host call (instance_id, which
-// bounds-checks a buffer and copies 36 bytes into it) against a floor: the
-// same guest loop calling a Go function instead, measured in the same run.
-// Each figure subtracts a run with zero iterations, which removes the Go
-// runtime's start-up.
+// BenchmarkHostCall measures guest->host calls against a floor: the same
+// guest loop calling a Go function instead, measured in the same run. Each
+// figure subtracts a run with zero iterations, which removes the Go
+// runtime's start-up. Modes: instance_id (bounds-checks a buffer and
+// copies 36 bytes into it), and through the real socket gateway net_wait
+// with timeout 0 and net_poll_accept, both finding nothing ready.
 func BenchmarkHostCall(b *testing.B) {
-	env := newEnv(b, false)
-	c := env.add(b, multiSrc, "bench", "")
+	var gw *socketgw.Gateway
+	env := newEnv(b, false, func(c *Config) {
+		c.Sockets = func(capsule, instance string) Sockets { return gw.Attach(capsule, instance) }
+	})
+	g, err := socketgw.New(socketgw.Config{RunDir: filepath.Join(b.TempDir(), "run")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	gw = g
+	b.Cleanup(func() { gw.Close() })
+	if err := gw.Bind("bench", "bench"); err != nil {
+		b.Fatal(err)
+	}
+	c := env.add(b, multiSrc, "bench", "[capabilities]\nnet_bind = [\"unix:bench\"]\n")
 	n := max(b.N, 1000)
 
 	measure := func(mode string) (float64, float64) {
@@ -81,12 +101,18 @@ func BenchmarkHostCall(b *testing.B) {
 	b.ResetTimer()
 	floor, _ := measure("floor")
 	call, allocs := measure("call")
+	wait, waitAllocs := measure("wait")
+	poll, pollAllocs := measure("poll")
 	b.StopTimer()
 
 	b.ReportMetric(call, "ns/op")
 	b.ReportMetric(floor, "floor-ns/call")
-	b.ReportMetric(call-floor, "overhead-ns/call")
+	b.ReportMetric(call/floor, "call/floor")
 	b.ReportMetric(allocs, "allocs/call")
+	b.ReportMetric(wait, "wait-ns/call")
+	b.ReportMetric(waitAllocs, "wait-allocs/call")
+	b.ReportMetric(poll, "poll-ns/call")
+	b.ReportMetric(pollAllocs, "poll-allocs/call")
 }
 
 // BenchmarkInstantiate instantiates hello from its compiled module, the

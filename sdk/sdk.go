@@ -170,9 +170,10 @@ func Wait(timeout time.Duration, buf []abi.Ready) ([]abi.Ready, error) {
 	}
 	buf = buf[:cap(buf)]
 
+	// Round up, so a short positive timeout still waits rather than polls.
 	ms := int32(-1)
 	if timeout >= 0 {
-		ms = int32(min(timeout.Milliseconds(), 1<<31-1))
+		ms = int32(min((timeout+time.Millisecond-1)/time.Millisecond, 1<<31-1))
 	}
 	// abi.Ready is laid out exactly as a readiness record on wasm
 	// (little-endian i32 handle, u32 kind), so the host fills buf in place.
