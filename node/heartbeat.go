@@ -17,7 +17,9 @@ func (n *Node) heartbeat(ctx context.Context) {
 	defer t.Stop()
 	for {
 		var list []events.InstanceStatus
-		if n.cfg.Instances != nil {
+		if f := n.instances.Load(); f != nil {
+			list = (*f)()
+		} else if n.cfg.Instances != nil {
 			list = n.cfg.Instances()
 		}
 		_ = n.pub.Heartbeat(n.cfg.Heartbeat, list)
@@ -29,3 +31,7 @@ func (n *Node) heartbeat(ctx context.Context) {
 		}
 	}
 }
+
+// SetInstances replaces the heartbeat's source of instances: the capsule
+// host plugs in here once it is up, after the node started.
+func (n *Node) SetInstances(f func() []events.InstanceStatus) { n.instances.Store(&f) }

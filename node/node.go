@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -34,6 +35,8 @@ type Node struct {
 	nc  *nats.Conn
 	pub *events.Publisher
 	url string
+
+	instances atomic.Pointer[func() []events.InstanceStatus] // see SetInstances
 
 	stopBeat context.CancelFunc
 	beatDone chan struct{}

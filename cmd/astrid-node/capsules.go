@@ -10,13 +10,27 @@ import (
 // and the idle monitor into the running node n, as opts asks. The stop
 // function it returns ends them (closing their streams, publishing their
 // last events) before the node itself shuts down.
-//
-// In this build it loads nothing: the runtime and the gateway are not
-// wired in yet, so the node runs NATS and heartbeats only, and the
-// capsule, idle and stream flags are validated but have no effect.
-func startCapsules(ctx context.Context, n *node.Node,
-	opts runOptions) (stop func(context.Context) error, err error) {
-	opts.node.Logger.Warn("capsules are not loaded in this build: the runtime is not wired in",
-		"capsules", opts.capsules)
-	return func(context.Context) error { return nil }, nil
+func startCapsules(ctx context.Context, n *node.Node, opts runOptions) (stop func(context.Context) error, err error) {
+	h, err := node.StartHost(ctx, n, node.HostConfig{
+		CapsulesDir:  opts.capsules,
+		IdleTimeout:  opts.idleTimeout,
+		MaxStreams:   opts.maxStreams,
+		Grace:        opts.grace,
+		ExitWhenIdle: opts.exitWhenIdle,
+		IdleMonitor:  node.IdleMonitorLocal,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	// --exit-when-idle: the host has published the unloads; end the node
+	// as a signal would, so the usual shutdown path runs.
+	go func() {
+		select {
+		case <-h.Idle():
+			opts.requestExit("idle for " + opts.exitWhenIdle.String())
+		case <-ctx.Done():
+		}
+	}()
+	return h.Close, nil
 }
