@@ -17,7 +17,8 @@ func startCapsules(ctx context.Context, n *node.Node, opts runOptions) (stop fun
 		MaxStreams:   opts.maxStreams,
 		Grace:        opts.grace,
 		ExitWhenIdle: opts.exitWhenIdle,
-		IdleMonitor:  node.IdleMonitorLocal,
+		IdleMonitor:  opts.idleMonitor,
+		CacheDir:     opts.cacheDir,
 	})
 	if err != nil {
 		return nil, err

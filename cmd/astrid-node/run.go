@@ -38,6 +38,8 @@ type runOptions struct {
 	exitWhenIdle time.Duration // exit after the node was idle this long; 0: off
 	maxStreams   int           // open streams per instance
 	grace        time.Duration // how long a capsule gets to stop on unload
+	idleMonitor  string        // node.IdleMonitorLocal, Cluster or Off
+	cacheDir     string        // wazero compilation cache
 
 	// requestExit ends the node as a signal would; the idle monitor calls
 	// it for --exit-when-idle.
@@ -177,6 +179,10 @@ func parseRunFlags(args []string, stdout io.Writer) (runOptions, error) {
 	fs.IntVar(&o.maxStreams, "max-streams", 8, "open streams per capsule instance")
 	fs.DurationVar(&o.grace, "grace", 2*time.Second,
 		"how long a capsule gets to stop when unloaded")
+	fs.StringVar(&o.idleMonitor, "idle-monitor", node.IdleMonitorLocal,
+		"idle monitor inside the node: local (this node's capsules), cluster (every "+
+			"node's) or off (a standalone astrid-node idle does it)")
+	fs.StringVar(&o.cacheDir, "cache-dir", "", "compiled capsule cache (default HOME/cache)")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -203,6 +209,15 @@ func (o *runOptions) check(routes, logLevel string) error {
 	}
 	if o.capsules == "" {
 		o.capsules = filepath.Join(o.node.Home, "capsules")
+	}
+	if o.cacheDir == "" {
+		o.cacheDir = filepath.Join(o.node.Home, "cache")
+	}
+	switch o.idleMonitor {
+	case node.IdleMonitorLocal, node.IdleMonitorCluster, node.IdleMonitorOff:
+	default:
+		return usageError{fmt.Sprintf("--idle-monitor %q: want local, cluster or off",
+			o.idleMonitor)}
 	}
 	for _, r := range strings.Split(routes, ",") {
 		if r = strings.TrimSpace(r); r != "" {
