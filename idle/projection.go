@@ -687,15 +687,20 @@ func validToken(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			c == '-' || c == '_'
-		if !ok {
+		if !tokenByte[s[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+var tokenByte = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '-' || c == '_'
+	}
+	return t
+}()
 
 func sortStates(s []InstanceState) {
 	slices.SortFunc(s, func(a, b InstanceState) int {
