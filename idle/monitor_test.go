@@ -121,10 +121,14 @@ func TestMonitorBacksOffWithoutReply(t *testing.T) {
 		}
 		return nil
 	})
+	// The gaps are measured where the node receives, so allow for the
+	// delivery jitter; a retry without backoff would come after 100ms.
+	const jitter = 20 * time.Millisecond
 	calls := node.callsFor(inst)
 	for i := 1; i < len(calls); i++ {
 		gap := calls[i].at.Sub(calls[i-1].at)
-		if want := reqTimeout + time.Duration(1<<(i-1))*reqTimeout; gap < want {
+		want := reqTimeout + time.Duration(1<<(i-1))*reqTimeout - jitter
+		if gap < want {
 			t.Errorf("gap before request %d: got %v; want >= %v", i, gap, want)
 		}
 	}
@@ -270,4 +274,38 @@ func TestMonitorConfig(t *testing.T) {
 		t.Error("second Run: got nil error")
 	}
 	stop()
+}
+
+// TestMonitorWatchesOneNode runs the monitor as a node runs it, limited to
+// its own node: another node's idle instance is not its business.
+func TestMonitorWatchesOneNode(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	own := newTestNode(t, s, "node-a")
+	other := newTestNode(t, s, "node-b")
+	m, _ := startMonitor(t, Config{Conn: dial(t, s), Node: "node-a"})
+
+	const timeout = 100 * time.Millisecond
+	mine := own.load("echo", timeout)
+	theirs := other.load("echo", timeout)
+	own.beatEvery(50 * time.Millisecond)
+	other.beatEvery(50 * time.Millisecond)
+
+	eventually(t, wait, func() error {
+		if len(own.callsFor(mine)) == 0 {
+			return errors.New("no unload request yet")
+		}
+		return nil
+	})
+	eventually(t, wait, wantGone(m, mine))
+	if c := own.callsFor(mine); len(c) != 1 || !c[0].reply.OK {
+		t.Errorf("own node: got requests %+v; want one accepted", c)
+	}
+	observe(3 * timeout)
+	if c := other.calls(); len(c) != 0 {
+		t.Errorf("other node: got %d unload requests; want 0", len(c))
+	}
+	if _, err := streamsOf(m, theirs); err == nil {
+		t.Errorf("monitor of node-a lists node-b's instance %s", theirs)
+	}
 }
