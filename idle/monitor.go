@@ -181,8 +181,12 @@ func (m *Monitor) Run(ctx context.Context) error {
 		return fmt.Errorf("idle monitor: registering subscriptions: %w", err)
 	}
 	close(m.ready)
-	m.log.Info("idle monitor running", "default_idle", m.cfg.DefaultIdle,
-		"request_timeout", m.cfg.RequestTimeout, "node", m.cfg.Node)
+	watching := m.cfg.Node
+	if watching == "" {
+		watching = "all nodes"
+	}
+	m.log.Info("idle monitor running", "watching", watching,
+		"default_idle", m.cfg.DefaultIdle, "request_timeout", m.cfg.RequestTimeout)
 
 	// Requests run in their own goroutines so that a slow node never
 	// holds up the events; their results come back to this loop.
