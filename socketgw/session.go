@@ -29,6 +29,8 @@ type Session struct {
 	ready     []*stream         // guarded by mu; streams with a whole frame
 	ended     []*stream         // guarded by mu; ReadyClosed not yet reported
 	rr        int               // guarded by mu; round-robin start in ready
+	watchDone <-chan struct{}   // guarded by mu; ctx whose end interrupts writes
+	watchStop func() bool       // guarded by mu; unregisters that watch
 	active    int               // guarded by mu; open streams
 	wakeCh    chan struct{}     // guarded by mu; closed to wake blocked callers
 }
@@ -288,11 +290,44 @@ func (s *Session) Write(ctx context.Context, stream int32, p []byte) error {
 	if err == nil && st.ended {
 		err = abi.ErrClosed
 	}
+	if err == nil && ctx.Done() != nil {
+		s.watchLocked(ctx)
+	}
 	s.mu.Unlock()
 	if err != nil {
 		return err
 	}
 	return st.write(ctx, p)
+}
+
+// watchLocked makes the end of ctx interrupt the session's blocked
+// writes. A runtime passes the same ctx for an instance's whole life, so
+// this registers once rather than once per frame.
+func (s *Session) watchLocked(ctx context.Context) {
+	done := ctx.Done()
+	if s.watchDone == done {
+		return
+	}
+	if s.watchStop != nil {
+		s.watchStop()
+	}
+	s.watchDone = done
+	s.watchStop = context.AfterFunc(ctx, func() { s.interruptWrites(done) })
+}
+
+// interruptWrites pulls in the write deadline of every stream, which
+// wakes writes blocked on a client that does not read.
+func (s *Session) interruptWrites(done <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// A watch replaced by a newer ctx must not disturb that ctx's writes;
+	// the replacement happened under s.mu, before any of those writes.
+	if s.watchDone != done {
+		return
+	}
+	for _, st := range s.streams {
+		st.conn.SetWriteDeadline(time.Unix(1, 0))
+	}
 }
 
 // CloseStream ends stream with reason stream_closed. Closing an ended
@@ -419,6 +454,10 @@ func (s *Session) Close(reason string) int {
 		return 0
 	}
 	s.closed = true
+	if s.watchStop != nil {
+		s.watchStop()
+		s.watchStop, s.watchDone = nil, nil
+	}
 	open := make([]*stream, 0, s.active)
 	for _, st := range s.streams {
 		if !st.ended {

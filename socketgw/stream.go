@@ -174,20 +174,20 @@ func (st *stream) reportLocked() {
 	st.s.ended = append(st.s.ended, st)
 }
 
-// write sends p as one frame within the write timeout.
+// write sends p as one frame within the write timeout. Session.Write has
+// registered ctx with the session's watch, which pulls the deadline of
+// every stream in when ctx ends: host code cannot be preempted any other
+// way.
 func (st *stream) write(ctx context.Context, p []byte) error {
 	st.wmu.Lock()
 	defer st.wmu.Unlock()
 
-	// A cancelled ctx pulls the deadline in, which wakes the blocked
-	// write: host code cannot be preempted any other way.
-	var stop func() bool
-	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, func() {
-			st.conn.SetWriteDeadline(time.Unix(1, 0))
-		})
-	}
 	st.conn.SetWriteDeadline(time.Now().Add(st.s.g.cfg.WriteTimeout))
+	// The watch may have fired before the deadline above replaced its
+	// own; it fires only after ctx is done, so this check catches that.
+	if ctx.Err() != nil {
+		return abi.ErrUnloading
+	}
 	var err error
 	if len(p) <= smallFrame {
 		st.wbuf = appendFrame(st.wbuf[:0], p)
@@ -197,9 +197,6 @@ func (st *stream) write(ctx context.Context, p []byte) error {
 		}
 	} else {
 		err = WriteFrame(st.conn, p)
-	}
-	if stop != nil {
-		stop()
 	}
 	if err == nil {
 		return nil

@@ -654,3 +654,36 @@ func TestClosedByGuestNotReported(t *testing.T) {
 		t.Errorf("disconnects: got %v; want [peer_closed]", got)
 	}
 }
+
+// The end of a ctx interrupts only writes made under that ctx: a ctx
+// the instance has moved on from does not disturb later writes.
+func TestWriteCtxSwitch(t *testing.T) {
+	e := newEnv(t, nil)
+	path := e.bind(t, "echo", "echo")
+	s := e.gw.Attach("echo", "inst-switch")
+	l, _ := s.Bind("echo")
+	c := e.dial(t, path)
+	h := acceptOne(t, s, l)
+
+	a, cancelA := context.WithCancel(context.Background())
+	b, cancelB := context.WithCancel(context.Background())
+	defer cancelB()
+	for i, ctx := range []context.Context{a, b} {
+		if err := s.Write(ctx, h, []byte{byte(i)}); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	cancelA()
+	if err := s.Write(a, h, []byte("a")); !errors.Is(err, abi.ErrUnloading) {
+		t.Errorf("write under a cancelled ctx: got %v; want ErrUnloading", err)
+	}
+	if err := s.Write(b, h, []byte("b")); err != nil {
+		t.Errorf("write under the live ctx after the old one ended: got %v; want nil", err)
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	for _, want := range []string{"\x00", "\x01", "b"} {
+		if got, err := c.ReadFrame(); err != nil || string(got) != want {
+			t.Fatalf("client read: got %q, %v; want %q", got, err, want)
+		}
+	}
+}

@@ -115,12 +115,15 @@ func (c *Conn) handshake(ctx context.Context, tokenPath, clientVersion string) e
 	defer stop()
 
 	if err := socketgw.WriteFrame(c.conn, req); err != nil {
+		if cerr := ctxErr(ctx, err); cerr != nil {
+			return cerr
+		}
 		return fmt.Errorf("%w: sending handshake: %v", ErrProtocol, err)
 	}
 	body, err := socketgw.ReadFrame(c.br, socketgw.MaxHandshake)
 	if err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("handshake: %w", ctx.Err())
+		if cerr := ctxErr(ctx, err); cerr != nil {
+			return cerr
 		}
 		return fmt.Errorf("%w: reading handshake reply: %v", ErrProtocol, err)
 	}
@@ -146,6 +149,19 @@ func (c *Conn) handshake(ctx context.Context, tokenPath, clientVersion string) e
 		return fmt.Errorf("handshake: %w", ctx.Err())
 	}
 	c.conn.SetDeadline(time.Time{})
+	return nil
+}
+
+// ctxErr reports an I/O error caused by ctx as ctx's error. The conn
+// deadline is ctx's deadline, so it can fire a moment before ctx's own
+// timer does.
+func ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("handshake: %w", ctx.Err())
+	}
+	if _, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("handshake: %w", context.DeadlineExceeded)
+	}
 	return nil
 }
 
