@@ -27,15 +27,16 @@ type Sub struct {
 	done    chan struct{}
 }
 
-// StartSub starts `nats sub SUBJECT` against the node and returns once
-// the subscription is live: it publishes probe messages on a subject the
-// pattern matches until the CLI prints one. Probes are left out of Msgs.
-// Use it for events a test is about to cause.
-func (n *Node) StartSub(subject string) *Sub {
+// StartSub starts `nats sub SUBJECT...` against the node and returns once
+// the subscription is live: for each subject it publishes probe messages
+// on a subject the pattern matches until the CLI prints one. Probes are
+// left out of Msgs. Use it for events a test is about to cause.
+func (n *Node) StartSub(subjects ...string) *Sub {
 	n.t.Helper()
-	s := &Sub{t: n.t, out: &Buffer{}, errOut: &Buffer{}, subject: subject,
+	s := &Sub{t: n.t, out: &Buffer{}, errOut: &Buffer{}, subject: strings.Join(subjects, " "),
 		done: make(chan struct{})}
-	s.cmd = exec.Command(NatsCLI(n.t), "sub", subject, "--server", n.URL)
+	args := append(append([]string{"sub"}, subjects...), "--server", n.URL)
+	s.cmd = exec.Command(NatsCLI(n.t), args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.errOut
 	if err := s.cmd.Start(); err != nil {
 		n.t.Fatalf("starting nats sub: %v", err)
@@ -48,15 +49,18 @@ func (n *Node) StartSub(subject string) *Sub {
 		n.t.Fatalf("probe connection: %v", err)
 	}
 	defer nc.Close()
-	probe := probeBody(probeSubject(subject))
-	WaitFor(n.t, "nats sub to subscribe to "+subject, natsTimeout, func() bool {
-		if s.exited() {
-			n.t.Fatalf("nats sub exited: %s", s.errOut)
-		}
-		nc.Publish(probeSubject(subject), probe)
-		nc.Flush()
-		return strings.Contains(s.out.String(), probeType)
-	})
+	for _, subject := range subjects {
+		ps := probeSubject(subject)
+		probe := probeBody(ps)
+		WaitFor(n.t, "nats sub to subscribe to "+subject, natsTimeout, func() bool {
+			if s.exited() {
+				n.t.Fatalf("nats sub exited: %s", s.errOut)
+			}
+			nc.Publish(ps, probe)
+			nc.Flush()
+			return strings.Contains(s.out.String(), `Received on "`+ps+`"`)
+		})
+	}
 	return s
 }
 
