@@ -70,9 +70,9 @@ func ParseHandshakeRequest(data []byte) (HandshakeRequest, error) {
 // errDrop marks a handshake that ends without a reply.
 var errDrop = errors.New("dropped without reply")
 
-// handshake runs the server side of the handshake on conn. It returns nil
-// for an authenticated client; otherwise the reason for the log (never
-// the token) and whether a reply was sent.
+// handshake runs the server side of the handshake on conn. It returns a
+// nil error for an authenticated client; otherwise an error for the log
+// (never holding the token) that wraps errDrop if no reply was sent.
 func (g *Gateway) handshake(conn net.Conn) (clientVersion string, err error) {
 	timeout := g.cfg.HandshakeTimeout
 
