@@ -132,6 +132,7 @@ func New(cfg Config) (*Monitor, error) {
 }
 
 // Ready is closed once the monitor's subscriptions are live on the server.
+// It stays open if Run ends before that.
 func (m *Monitor) Ready() <-chan struct{} { return m.ready }
 
 // Snapshot returns the monitor's view of every instance, sorted by node
@@ -152,7 +153,7 @@ func (m *Monitor) Stats() Stats {
 // Run subscribes to the events and works until ctx is done, then
 // unsubscribes, waits for its outstanding requests and returns nil. It
 // returns an error if it cannot subscribe or the NATS connection closes
-// for good. A Monitor runs once.
+// for good (cancel ctx before closing the connection). A Monitor runs once.
 func (m *Monitor) Run(ctx context.Context) error {
 	if !m.ran.CompareAndSwap(false, true) {
 		return errors.New("idle monitor: Run called twice")
@@ -171,14 +172,8 @@ func (m *Monitor) Run(ctx context.Context) error {
 		}
 		m.subs = append(m.subs, sub)
 	}
-	fctx, cancel := context.WithTimeout(ctx, m.cfg.RequestTimeout)
-	err := m.nc.FlushWithContext(fctx)
-	cancel()
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("idle monitor: registering subscriptions: %w", err)
+	if live, err := m.confirmSubscriptions(ctx); !live {
+		return err
 	}
 	close(m.ready)
 	watching := m.cfg.Node
@@ -229,9 +224,38 @@ func (m *Monitor) Run(ctx context.Context) error {
 	}
 }
 
+// confirmSubscriptions waits until the server has the subscriptions. While
+// NATS is unreachable nats.go keeps them and sends them on reconnect, so
+// the monitor waits rather than fails. It reports false if ctx ends first
+// (with a nil error) or the connection is closed (with an error).
+func (m *Monitor) confirmSubscriptions(ctx context.Context) (bool, error) {
+	for {
+		fctx, cancel := context.WithTimeout(ctx, m.cfg.RequestTimeout)
+		err := m.nc.FlushWithContext(fctx)
+		cancel()
+		switch {
+		case err == nil:
+			return true, nil
+		case ctx.Err() != nil:
+			return false, nil
+		case m.nc.IsClosed():
+			return false, errors.New("idle monitor: NATS connection closed")
+		}
+		m.log.Warn("idle monitor: NATS has not confirmed the subscriptions yet", "err", err)
+
+		// A flush that fails at once (no connection) must not spin.
+		select {
+		case <-ctx.Done():
+			return false, nil
+		case <-time.After(m.cfg.RequestTimeout):
+		}
+	}
+}
+
 func (m *Monitor) unsubscribe() {
 	for _, sub := range m.subs {
-		if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		err := sub.Unsubscribe()
+		if err != nil && !m.nc.IsClosed() && !m.nc.IsDraining() {
 			m.log.Warn("idle monitor: unsubscribing", "subject", sub.Subject, "err", err)
 		}
 	}

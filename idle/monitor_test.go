@@ -309,3 +309,42 @@ func TestMonitorWatchesOneNode(t *testing.T) {
 		t.Errorf("monitor of node-a lists node-b's instance %s", theirs)
 	}
 }
+
+func TestMonitorConnectionClosed(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+
+	// Closed before Run: Run fails at once.
+	closed := dial(t, s)
+	closed.Close()
+	m, err := New(Config{Conn: closed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(t.Context()); err == nil {
+		t.Error("Run on a closed connection: got nil error")
+	}
+
+	// Closed under a running monitor: Run returns an error, not nil.
+	nc := dial(t, s)
+	m, err = New(Config{Conn: nc, Logger: testLogger(t), Tick: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.Run(t.Context()) }()
+	select {
+	case <-m.Ready():
+	case err := <-done:
+		t.Fatalf("Run returned before ready: %v", err)
+	}
+	nc.Close()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("Run after the connection closed: got nil error")
+		}
+	case <-time.After(wait):
+		t.Fatal("Run still running after the connection closed")
+	}
+}

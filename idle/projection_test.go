@@ -54,7 +54,8 @@ func unloaded(node, inst string, seq uint64) events.Event {
 	return ev
 }
 
-func heartbeat(node string, seq uint64, intervalMS int64, st ...events.InstanceStatus) events.Event {
+func heartbeat(node string, seq uint64, intervalMS int64,
+	st ...events.InstanceStatus) events.Event {
 	return stamp(events.SubjectHeartbeat, node, seq,
 		events.Heartbeat{Node: node, IntervalMS: intervalMS, Instances: st})
 }
@@ -71,7 +72,7 @@ type step struct {
 	want Result
 }
 
-// in is one expected instance: "node/instance=streams".
+// describe renders instances as "node/instance=streams ...".
 func describe(states []InstanceState) string {
 	var parts []string
 	for _, s := range states {
