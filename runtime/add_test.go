@@ -11,6 +11,7 @@ import (
 )
 
 func TestAddAll(t *testing.T) {
+	t.Parallel()
 	env := newEnv(t, false)
 	ctx := context.Background()
 
@@ -67,6 +68,7 @@ func TestAddAll(t *testing.T) {
 // TestAddRefusesModules: modules the node cannot run are refused when the
 // capsule is added, with an error naming the capsule and the reason.
 func TestAddRefusesModules(t *testing.T) {
+	t.Parallel()
 	env := newEnv(t, false)
 	header := []byte{0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00}
 	// One function type () -> (), an import env.foo of it, one function of

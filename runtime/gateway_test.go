@@ -21,6 +21,7 @@ import (
 // unload is refused while streams are open, and an unload ends each open
 // stream with exactly one capsule_unloaded disconnect.
 func TestEchoThroughGateway(t *testing.T) {
+	t.Parallel()
 	runDir := filepath.Join(t.TempDir(), "run")
 	var gw *socketgw.Gateway
 	env := newEnv(t, true, func(c *Config) {

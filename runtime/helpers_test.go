@@ -166,6 +166,8 @@ func newEnv(t testing.TB, withEvents bool, opts ...envOpt) *testEnv {
 	return env
 }
 
+var addLocks sync.Map // capsule source dir -> *sync.Mutex
+
 // add packages the Go capsule in srcDir under name, with extra manifest
 // lines, and adds it to the runtime.
 func (env *testEnv) add(t testing.TB, srcDir, name, extra string) *Capsule {
@@ -173,6 +175,13 @@ func (env *testEnv) add(t testing.TB, srcDir, name, extra string) *Capsule {
 	manifest := fmt.Sprintf("[package]\nname = %q\nversion = \"0.0.1\"\nwasm = \"%s.wasm\"\n%s",
 		name, name, extra)
 	dir := capsuletest.Package(t, srcDir, manifest)
+
+	// Tests run in parallel, each with its own runtime. One Add per module
+	// at a time means the first compiles into the shared cache and the
+	// others read it, rather than all compiling at once (slow under -race).
+	mu, _ := addLocks.LoadOrStore(srcDir, &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
 	c, err := env.r.Add(context.Background(), dir)
 	if err != nil {
 		t.Fatalf("adding %s: %v", name, err)

@@ -13,6 +13,7 @@ import (
 // TestHostileCapsule: every out-of-bounds or overflowing pointer/length
 // pair gets a code (ErrBadPointer), never a trap; the instance lives on.
 func TestHostileCapsule(t *testing.T) {
+	t.Parallel()
 	env := newEnv(t, false)
 	env.add(t, multiSrc, "hostile", "")
 	info, err := env.r.Load(context.Background(), "hostile", events.LoadRequest)
@@ -74,6 +75,7 @@ func TestHostileCapsule(t *testing.T) {
 // refused with ErrPermission and a security warning; a granted one passes
 // the gate (and, with no gateway in this runtime, is not found).
 func TestCapabilityGate(t *testing.T) {
+	t.Parallel()
 	env := newEnv(t, false)
 	env.add(t, multiSrc, "nocap", "[capabilities]\nnet_bind = [\"unix:allowed\"]\n")
 	info, err := env.r.Load(context.Background(), "nocap", events.LoadRequest)

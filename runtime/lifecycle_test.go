@@ -19,6 +19,7 @@ const (
 )
 
 func TestLoadRunUnload(t *testing.T) {
+	t.Parallel()
 	env := newEnv(t, true, func(c *Config) { c.DefaultIdleTimeout = 90 * time.Second })
 	env.add(t, helloSrc, "hello", "")
 	ctx := context.Background()
@@ -88,6 +89,7 @@ func TestLoadRunUnload(t *testing.T) {
 }
 
 func TestConcurrentLoadsInstantiateOnce(t *testing.T) {
+	t.Parallel()
 	env := newEnv(t, false)
 	env.add(t, helloSrc, "hello", "")
 
@@ -126,6 +128,7 @@ func TestConcurrentLoadsInstantiateOnce(t *testing.T) {
 // loop and asleep in the Go runtime (both need the force-close after the
 // grace period).
 func TestUnloadLatency(t *testing.T) {
+	t.Parallel()
 	env := newEnv(t, true)
 	cases := []struct {
 		name, started, cooperative string
@@ -175,6 +178,7 @@ func TestUnloadLatency(t *testing.T) {
 // TestCrash: a trap, a panic, an exit and an allocation beyond the memory
 // ceiling each end the instance as a crash; the node carries on.
 func TestCrash(t *testing.T) {
+	t.Parallel()
 	env := newEnv(t, true)
 	env.add(t, helloSrc, "hello", "")
 	cases := []struct{ name, wantErr string }{
@@ -267,6 +271,7 @@ func TestCloseUnloadsAll(t *testing.T) {
 // waits for it, so the old instance's unloaded event precedes the new
 // one's loaded event.
 func TestLoadDuringUnload(t *testing.T) {
+	t.Parallel()
 	env := newEnv(t, true)
 	env.add(t, multiSrc, "busy", "")
 	ctx := context.Background()
