@@ -25,7 +25,7 @@ func (Token) LogValue() slog.Value           { return slog.StringValue(redacted)
 func (t Token) MarshalText() ([]byte, error) { return []byte(redacted), nil }
 
 // Hex returns the token as 64 lowercase hex digits.
-func (t *Token) Hex() string { return hex.EncodeToString(t[:]) }
+func (t Token) Hex() string { return hex.EncodeToString(t[:]) }
 
 // matches reports in constant time whether s is the token's hex form.
 // Bad hex and a wrong token are indistinguishable to the caller.
