@@ -330,8 +330,10 @@ func (m *Monitor) warnMalformed(subject string, err error) {
 	if now.Sub(m.malformedAt) < time.Second {
 		return
 	}
+	// Nodes publish well-formed events; anything else on these subjects
+	// comes from a broken or hostile publisher.
 	m.log.Warn("dropping malformed event", "subject", subject, "err", err,
-		"dropped_since_last_warning", m.malformedN)
+		"dropped_since_last_warning", m.malformedN, "security_event", true)
 	m.malformedAt = now
 	m.malformedN = 0
 }
