@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/astrid-os/astrid-node/abi"
@@ -98,12 +99,32 @@ func BenchmarkHostCall(b *testing.B) {
 		allocs := float64(int64(mn)-int64(m0)) / float64(n)
 		return float64(tn-t0) / float64(n), max(allocs, 0)
 	}
+	// The same module on a wazero runtime without CloseOnContextDone shows
+	// what the node's ability to stop a spinning guest costs.
+	plain := plainRuntime(b, env.r)
+	pc, err := plain.wr.CompileModule(context.Background(),
+		readFile(b, filepath.Join(c.Manifest.Dir, c.Manifest.Wasm)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	plainCapsule := &Capsule{Manifest: c.Manifest, compiled: pc}
+	measurePlain := func(mode string) float64 {
+		t0, _ := runWithArgs(b, plain, plainCapsule, mode, "0")
+		tn, _ := runWithArgs(b, plain, plainCapsule, mode, strconv.Itoa(n))
+		return float64(tn-t0) / float64(n)
+	}
+
 	b.ResetTimer()
 	floor, _ := measure("floor")
 	call, allocs := measure("call")
 	wait, waitAllocs := measure("wait")
 	poll, pollAllocs := measure("poll")
+	plainFloor := measurePlain("floor")
+	plainCall := measurePlain("call")
 	b.StopTimer()
+
+	b.ReportMetric(plainFloor, "nocod-floor-ns/call")
+	b.ReportMetric(plainCall, "nocod-call-ns/call")
 
 	b.ReportMetric(call, "ns/op")
 	b.ReportMetric(floor, "floor-ns/call")
@@ -113,6 +134,33 @@ func BenchmarkHostCall(b *testing.B) {
 	b.ReportMetric(waitAllocs, "wait-allocs/call")
 	b.ReportMetric(poll, "poll-ns/call")
 	b.ReportMetric(pollAllocs, "poll-allocs/call")
+}
+
+// plainRuntime is a runtime like r's but without CloseOnContextDone, for
+// comparison only.
+func plainRuntime(b *testing.B, r *Runtime) *Runtime {
+	ctx := context.Background()
+	p := &Runtime{cfg: r.cfg, log: r.log, cache: wazero.NewCompilationCache(),
+		capsules: map[string]*Capsule{}, loaded: map[string]*instance{}}
+	p.cfg.Sockets = nil
+	p.wr = wazero.NewRuntimeWithConfig(ctx,
+		wazero.NewRuntimeConfig().WithCompilationCache(p.cache))
+	b.Cleanup(func() { p.closeWazero(ctx) })
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, p.wr); err != nil {
+		b.Fatal(err)
+	}
+	if err := p.instantiateHost(ctx); err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+func readFile(b *testing.B, path string) []byte {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return data
 }
 
 // BenchmarkInstantiate instantiates hello from its compiled module, the
