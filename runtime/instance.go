@@ -191,6 +191,7 @@ func (r *Runtime) startInstance(ctx context.Context, c *Capsule,
 	}
 	r.loaded[m.Name] = in
 	r.mu.Unlock()
+
 	if p := r.cfg.Events; p != nil {
 		// A failed publish is logged by the publisher; the instance runs.
 		_ = p.Loaded(m.Name, id, reason, in.idle)
