@@ -307,3 +307,19 @@ func TestLoadDuringUnload(t *testing.T) {
 			loaded.Seq)
 	}
 }
+
+// TestDisconnectReason: the reason handed to Sockets.Close, which every
+// open stream's disconnect event carries, follows the unload reason.
+func TestDisconnectReason(t *testing.T) {
+	cases := []struct{ unload, want string }{
+		{events.UnloadIdle, events.ReasonCapsuleUnloaded},
+		{events.UnloadRequest, events.ReasonCapsuleUnloaded},
+		{events.UnloadShutdown, events.ReasonNodeShutdown},
+		{events.UnloadCrash, events.ReasonCapsuleCrashed},
+	}
+	for _, tc := range cases {
+		if got := disconnectReason(tc.unload); got != tc.want {
+			t.Errorf("disconnectReason(%q): got %q; want %q", tc.unload, got, tc.want)
+		}
+	}
+}
