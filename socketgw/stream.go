@@ -52,13 +52,14 @@ func (st *stream) readLoop() {
 	defer st.s.g.wg.Done()
 	max := st.s.g.cfg.MaxFrame
 	br := bufio.NewReaderSize(st.conn, 4096)
+	hdr := new([HeaderSize]byte)
 
 	for {
 		buf, ok := st.waitRoom()
 		if !ok {
 			return
 		}
-		n, err := readHeader(br, max)
+		n, err := readHeaderInto(br, max, hdr)
 		if errors.Is(err, ErrFrameTooLarge) {
 			st.s.log.Warn("stream closed: oversize frame", "stream", st.handle, "err", err)
 			st.end(events.ReasonFrameTooLarge, false)
