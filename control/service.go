@@ -157,9 +157,18 @@ func decodeStrict(data []byte, v any) error {
 	return nil
 }
 
-func checkCapsule(name string) error {
+// ValidCapsuleName reports whether name can be a capsule's name: a lower
+// case letter, then up to 62 of [a-z0-9-].
+func ValidCapsuleName(name string) error {
 	if !capsuleName.MatchString(name) {
-		return &requestError{fmt.Sprintf("invalid capsule name %q", name)}
+		return fmt.Errorf("invalid capsule name %q: want [a-z][a-z0-9-]{0,62}", name)
+	}
+	return nil
+}
+
+func checkCapsule(name string) error {
+	if err := ValidCapsuleName(name); err != nil {
+		return &requestError{err.Error()}
 	}
 	return nil
 }

@@ -23,7 +23,8 @@ func dialNATS(url, user, pass, creds string, timeout time.Duration, name string)
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach NATS at %s: %w", url, err)
+		// The URL may carry a user and password: never print them.
+		return nil, fmt.Errorf("cannot reach NATS at %s: %w", redactURL(url), err)
 	}
 	return nc, nil
 }
