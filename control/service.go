@@ -19,6 +19,10 @@ import (
 // MaxRequest bounds the body of a control request.
 const MaxRequest = 4096
 
+// flushTimeout bounds Serve's wait for the server to confirm the service's
+// subscriptions.
+const flushTimeout = 5 * time.Second
+
 // Host is what the control service controls: the node's capsules. The node
 // adapts its runtime to it.
 type Host interface {
@@ -90,6 +94,14 @@ func Serve(nc *nats.Conn, node, version string, h Host, log *slog.Logger) (micro
 			svc.Stop()
 			return nil, fmt.Errorf("adding control endpoint %s: %w", e.verb, err)
 		}
+	}
+
+	// Subscriptions reach the server asynchronously: without the flush a
+	// request sent right after Serve (by ctl, after the node's ready line)
+	// could find no responder.
+	if err := nc.FlushTimeout(flushTimeout); err != nil {
+		svc.Stop()
+		return nil, fmt.Errorf("registering control service: %w", err)
 	}
 	return svc, nil
 }

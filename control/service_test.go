@@ -2,7 +2,9 @@ package control
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -100,6 +102,21 @@ func TestServeRejectsBadRequests(t *testing.T) {
 		{"oversize", VerbLoad, `{"capsule":"` + strings.Repeat("a", MaxRequest) + `"}`,
 			"exceeds"},
 		{"unknown capsule", VerbLoad, `{"capsule":"nope"}`, "unknown capsule nope"},
+		{"load empty", VerbLoad, ``, "empty request body"},
+		{"load blank", VerbLoad, " \n\t", "empty request body"},
+		{"load no capsule", VerbLoad, `{}`, `invalid capsule name ""`},
+		{"load null", VerbLoad, `null`, `invalid capsule name ""`},
+		{"load array", VerbLoad, `["echo"]`, "invalid request"},
+		{"capsule a number", VerbLoad, `{"capsule":5}`, "invalid request"},
+		{"capsule too long", VerbLoad, `{"capsule":"` + strings.Repeat("a", 64) + `"}`,
+			"invalid capsule name"},
+		{"capsule with a dot", VerbUnload, `{"capsule":"echo.x"}`, "invalid capsule name"},
+		{"if_idle a string", VerbUnload, `{"capsule":"echo","if_idle":"yes"}`,
+			"invalid request"},
+		{"instance not a uuid", VerbUnload,
+			`{"capsule":"echo","instance":"11111111-2222-3333-4444-55555555555"}`,
+			"invalid instance"},
+		{"oversize list", VerbList, strings.Repeat(" ", MaxRequest+1), "exceeds"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -117,6 +134,58 @@ func TestServeRejectsBadRequests(t *testing.T) {
 	}
 	if len(h.unloads) != 0 {
 		t.Errorf("host saw %d unloads from invalid requests; want 0", len(h.unloads))
+	}
+}
+
+// TestServeErrorCodes: a malformed request is a 400, a refusal by the
+// host a 409 whose body still carries the node and the host's stream
+// count.
+func TestServeErrorCodes(t *testing.T) {
+	nc := startServer(t)
+	serve(t, nc, "n1", &testHost{busy: 3})
+
+	cases := []struct {
+		name, body, code string
+		streams          int
+	}{
+		{"malformed", `{`, "400", 0},
+		{"busy", `{"capsule":"echo","reason":"idle","if_idle":true}`, "409", 3},
+	}
+	for _, tc := range cases {
+		m, err := nc.Request(Subject("n1", VerbUnload), []byte(tc.body), 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep Reply
+		if err := json.Unmarshal(m.Data, &rep); err != nil {
+			t.Fatalf("%s: body %q: %v", tc.name, m.Data, err)
+		}
+		if got := m.Header.Get("Nats-Service-Error-Code"); got != tc.code {
+			t.Errorf("%s: error code %q; want %s", tc.name, got, tc.code)
+		}
+		if rep.OK || rep.Node != "n1" || rep.Error == "" || rep.Streams != tc.streams {
+			t.Errorf("%s: reply %+v; want not ok from n1 with an error and %d streams",
+				tc.name, rep, tc.streams)
+		}
+	}
+}
+
+// TestServeReachableOnReturn: a client on another connection can call a
+// node's control service as soon as Serve returns, as ctl does right after
+// the node's ready line.
+func TestServeReachableOnReturn(t *testing.T) {
+	nc := startServer(t)
+	other, err := nats.Connect(nc.ConnectedUrl())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	for i := range 20 {
+		node := fmt.Sprintf("n%d", i)
+		serve(t, nc, node, &testHost{})
+		if _, err := Call(context.Background(), other, node, VerbList, nil); err != nil {
+			t.Fatalf("list on %s right after Serve: %v", node, err)
+		}
 	}
 }
 
