@@ -42,7 +42,11 @@ func connectExternal(ctx context.Context, cfg Config, id string,
 		nats.RetryOnFailedConnect(false),
 		nats.ErrorHandler(asyncErrHandler(log)),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("NATS connection lost; reconnecting", "err", err)
+			// err is nil when the node closes the connection itself, at
+			// shutdown: nothing is lost then.
+			if err != nil {
+				log.Warn("NATS connection lost; reconnecting", "err", err)
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("NATS connection restored", "url", nc.ConnectedUrlRedacted())
