@@ -50,7 +50,7 @@ func cmdCtl(args []string, stdout, stderr io.Writer) int {
 	user := fs.String("nats-user", "", "NATS user name")
 	// Read from the environment after parsing so that -h never shows it.
 	pass := fs.String("nats-password", "",
-		"NATS password (or env ASTRID_NATS_PASSWORD, which stays out of ps)")
+		"NATS password for --nats-user (or env ASTRID_NATS_PASSWORD, which stays out of ps)")
 	creds := fs.String("nats-creds", "", "NATS credentials file")
 	timeout := fs.Duration("timeout", 3*time.Second,
 		"how long to wait for NATS and the replies; list spends half of it finding the nodes")
@@ -64,8 +64,16 @@ func cmdCtl(args []string, stdout, stderr io.Writer) int {
 		}
 		return ctlUsageError(stderr, err.Error())
 	}
-	if *pass == "" {
+	// The environment's password belongs to a user named on the command
+	// line; alone it would be sent as an anonymous password and refused.
+	if *pass == "" && *user != "" {
 		*pass = os.Getenv("ASTRID_NATS_PASSWORD")
+	}
+	switch {
+	case *pass != "" && *user == "":
+		return ctlUsageError(stderr, "--nats-password needs --nats-user")
+	case *creds != "" && *user != "":
+		return ctlUsageError(stderr, "--nats-creds and --nats-user exclude each other")
 	}
 	rest := fs.Args()
 	if err := checkCtlArgs(rest); err != nil {

@@ -112,6 +112,10 @@ func TestCtlUsageErrors(t *testing.T) {
 		{"unknown flag", []string{"--force", "list"}, "flag provided but not defined"},
 		{"zero timeout", []string{"--timeout", "0s", "list"}, "--timeout must be positive"},
 		{"bad timeout", []string{"--timeout", "soon", "list"}, "invalid value"},
+		{"password without user", []string{"--nats-password", "pw", "list"},
+			"--nats-password needs --nats-user"},
+		{"creds and user", []string{"--nats-creds", "x.creds", "--nats-user", "u", "list"},
+			"exclude each other"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
