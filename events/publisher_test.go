@@ -1,12 +1,12 @@
 package events
 
 import (
+	"github.com/astrid-os/astrid-node/internal/natstest"
 	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"go.uber.org/goleak"
 )
@@ -19,25 +19,8 @@ func TestMain(m *testing.M) {
 // publishing and a subscribing connection to it.
 func runServer(t *testing.T) (pub, sub *nats.Conn) {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true,
-		NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	if !s.ReadyForConnections(5 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	for _, c := range []**nats.Conn{&pub, &sub} {
-		nc, err := nats.Connect(s.ClientURL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		*c = nc
-	}
-	return pub, sub
+	s := natstest.Server(t)
+	return natstest.Conn(t, s), natstest.Conn(t, s)
 }
 
 func receive(t *testing.T, sub *nats.Subscription) *nats.Msg {

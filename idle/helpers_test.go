@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/astrid-os/astrid-node/internal/natstest"
 	"log/slog"
 	"sync"
 	"testing"
@@ -24,34 +25,9 @@ func TestMain(m *testing.M) {
 }
 
 // startServer runs an embedded nats-server on a free loopback port.
-func startServer(t testing.TB) *server.Server {
-	t.Helper()
-	s, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
-	})
-	if err != nil {
-		t.Fatalf("nats-server: %v", err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready after 10s")
-	}
-	t.Cleanup(func() {
-		s.Shutdown()
-		s.WaitForShutdown()
-	})
-	return s
-}
+func startServer(t testing.TB) *server.Server { return natstest.Server(t) }
 
-func dial(t testing.TB, s *server.Server) *nats.Conn {
-	t.Helper()
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatalf("connecting to %s: %v", s.ClientURL(), err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
-}
+func dial(t testing.TB, s *server.Server) *nats.Conn { return natstest.Conn(t, s) }
 
 // eventually polls cond until it returns nil or the deadline passes.
 func eventually(t testing.TB, wait time.Duration, cond func() error) {

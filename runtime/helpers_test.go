@@ -3,13 +3,13 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"github.com/astrid-os/astrid-node/internal/natstest"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/astrid-os/astrid-node/events"
@@ -217,33 +217,5 @@ func (env *testEnv) exitCount() int {
 // a connection to it.
 func startNATS(t testing.TB) *nats.Conn {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.SetLoggerV2(natsLogger{t}, false, false, false)
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		nc.Close()
-		s.Shutdown()
-		s.WaitForShutdown()
-	})
-	return nc
+	return natstest.Start(t)
 }
-
-// natsLogger keeps the embedded server's Fatalf from exiting the process.
-type natsLogger struct{ tb testing.TB }
-
-func (l natsLogger) Noticef(string, ...any)    {}
-func (l natsLogger) Debugf(string, ...any)     {}
-func (l natsLogger) Tracef(string, ...any)     {}
-func (l natsLogger) Warnf(f string, v ...any)  { l.tb.Logf("nats: "+f, v...) }
-func (l natsLogger) Errorf(f string, v ...any) { l.tb.Logf("nats: "+f, v...) }
-func (l natsLogger) Fatalf(f string, v ...any) { l.tb.Errorf("nats fatal: "+f, v...) }

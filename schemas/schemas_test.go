@@ -2,12 +2,12 @@ package schemas
 
 import (
 	"encoding/json"
+	"github.com/astrid-os/astrid-node/internal/natstest"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"go.uber.org/goleak"
 
@@ -45,26 +45,8 @@ func TestAllSchemasCompile(t *testing.T) {
 // raw bodies as received, keyed by what was published.
 func emitted(t *testing.T) map[string]*nats.Msg {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true,
-		NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	defer func() { s.Shutdown(); s.WaitForShutdown() }()
-	if !s.ReadyForConnections(5 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	pubConn, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pubConn.Close()
-	subConn, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer subConn.Close()
+	s := natstest.Server(t)
+	pubConn, subConn := natstest.Conn(t, s), natstest.Conn(t, s)
 	sub, err := subConn.SubscribeSync(">")
 	if err != nil {
 		t.Fatal(err)

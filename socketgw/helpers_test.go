@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/astrid-os/astrid-node/internal/natstest"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -11,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/astrid-os/astrid-node/abi"
@@ -103,29 +103,7 @@ type env struct {
 	nc   *nats.Conn
 }
 
-func startNATS(t testing.TB) *nats.Conn {
-	t.Helper()
-	ns, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(5 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		nc.Close()
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
-	return nc
-}
+func startNATS(t testing.TB) *nats.Conn { return natstest.Start(t) }
 
 // shortDir returns a temp dir with a short path: sun_path holds 107 bytes.
 func shortDir(t testing.TB) string {
