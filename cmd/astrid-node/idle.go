@@ -92,12 +92,12 @@ func parseIdleFlags(args []string, stdout io.Writer) (idleOptions, error) {
 	// The caller prints a parse error in one line; only -h prints the
 	// usage, to stdout.
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&o.url, "nats-url", envOrDefault("NATS_URL", nats.DefaultURL),
+	fs.StringVar(&o.url, "nats-url", envOr("NATS_URL", nats.DefaultURL),
 		"NATS server(s) the nodes publish to, comma-separated (env NATS_URL)")
-	fs.StringVar(&o.user, "user", "", "NATS user name")
-	fs.StringVar(&o.password, "password", "",
-		"NATS password (better: env NATS_PASSWORD, which ps does not show)")
-	fs.StringVar(&o.creds, "creds", "", "NATS credentials file")
+	fs.StringVar(&o.user, "nats-user", "", "NATS user name")
+	fs.StringVar(&o.password, "nats-password", "",
+		"NATS password (better: env ASTRID_NATS_PASSWORD, which ps does not show)")
+	fs.StringVar(&o.creds, "nats-creds", "", "NATS credentials file")
 	fs.StringVar(&o.node, "node", "", "watch only this node's instances (default: all nodes)")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", idle.DefaultIdle,
 		"idle timeout of an instance whose node has not told its own")
@@ -120,7 +120,7 @@ func parseIdleFlags(args []string, stdout io.Writer) (idleOptions, error) {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if o.password == "" {
-		o.password = os.Getenv("NATS_PASSWORD")
+		o.password = os.Getenv("ASTRID_NATS_PASSWORD")
 	}
 
 	switch o.logFormat {
@@ -144,10 +144,10 @@ func parseIdleFlags(args []string, stdout io.Writer) (idleOptions, error) {
 		}
 	}
 	if o.creds != "" && (o.user != "" || o.password != "") {
-		return o, errors.New("--creds and --user/--password exclude each other")
+		return o, errors.New("--nats-creds and --nats-user/--nats-password exclude each other")
 	}
 	if o.password != "" && o.user == "" {
-		return o, errors.New("a password needs --user")
+		return o, errors.New("a password needs --nats-user")
 	}
 	if o.node != "" {
 		if err := control.ValidNodeID(o.node); err != nil {
@@ -241,11 +241,4 @@ func redactURL(list string) string {
 		}
 	}
 	return strings.Join(parts, ",")
-}
-
-func envOrDefault(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
 }

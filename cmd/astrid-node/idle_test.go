@@ -158,7 +158,7 @@ func TestIdleCommandErrors(t *testing.T) {
 		{"bad log format", []string{"--log-format", "xml"}, 2, "want text or json", ""},
 		{"bad log level", []string{"--log-level", "loud"}, 2, "--log-level", ""},
 		{"argument", []string{"now"}, 2, `unexpected argument "now"`, ""},
-		{"creds and user", []string{"--creds", "x.creds", "--user", "u"}, 2,
+		{"creds and user", []string{"--nats-creds", "x.creds", "--nats-user", "u"}, 2,
 			"exclude each other", ""},
 		{"bad node", []string{"--nats-url", "nats://127.0.0.1:1", "--node", "a.b"}, 2,
 			"invalid node id", ""},
