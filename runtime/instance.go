@@ -241,6 +241,16 @@ func (in *instance) end(callErr error) {
 	in.stdout.Flush()
 	in.stderr.Flush()
 
+	info := in.info()
+	info.Streams = 0
+	var exitErr error
+	if crashed {
+		exitErr = exitError(callErr)
+		if r := in.r; r.cfg.OnExit != nil {
+			r.cfg.OnExit(info, exitErr)
+		}
+	}
+
 	closed := 0
 	if in.sockets != nil {
 		closed = in.sockets.Close(disconnectReason(reason))
@@ -260,20 +270,12 @@ func (in *instance) end(callErr error) {
 	}
 	r.mu.Unlock()
 
-	var exitErr error
 	if crashed {
-		exitErr = exitError(callErr)
 		in.log.Error("capsule crashed", "err", exitErr, "streams_closed", closed)
 	} else {
 		in.log.Info("capsule unloaded", "reason", reason, "streams_closed", closed)
 	}
-	info := in.info()
-	info.Streams = 0
 	close(in.ended)
-
-	if crashed && r.cfg.OnExit != nil {
-		go r.cfg.OnExit(info, exitErr)
-	}
 }
 
 // exitError describes how a guest that was not asked to stop ended.

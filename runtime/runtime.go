@@ -52,9 +52,12 @@ type Config struct {
 	// when the manifest has no idle_timeout.
 	DefaultIdleTimeout time.Duration
 
-	// OnExit is called, in its own goroutine, after an instance ended by
-	// itself (a trap or an exit, which the node treats as a crash) and its
-	// unloaded event was published. err says how it ended.
+	// OnExit is called after an instance ended by itself (a trap or an
+	// exit, which the node treats as a crash); err says how it ended. It
+	// runs synchronously, before the instance's streams are closed and its
+	// sockets detach, so the node has recorded the crash before a waiting
+	// client can trigger the next activation. It must not block and must
+	// not call back into the Runtime.
 	OnExit func(info InstanceInfo, err error)
 }
 

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -43,4 +44,22 @@ func CapsuleFlags(t testing.TB, names ...string) []string {
 	t.Helper()
 	return []string{"--capsules", CapsulesDir(t, names...),
 		"--cache-dir", capsuletest.CacheDir(t)}
+}
+
+// TestCapsuleFlags are the run flags that load one test capsule built from
+// srcDir (relative to test/e2e) under each name given, with a manifest
+// that binds a socket of the same name.
+func TestCapsuleFlags(t testing.TB, srcDir string, names ...string) []string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, name := range names {
+		manifest := fmt.Sprintf("[package]\nname = %q\nversion = \"0.1.0\"\n"+
+			"wasm = \"%s.wasm\"\n\n[capabilities]\nnet_bind = [\"unix:%s\"]\n",
+			name, name, name)
+		pkg := capsuletest.Package(t, srcDir, manifest)
+		if err := os.Rename(pkg, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return []string{"--capsules", dir, "--cache-dir", capsuletest.CacheDir(t)}
 }
