@@ -79,9 +79,6 @@ func cmdCtl(args []string, stdout, stderr io.Writer) int {
 	if err := checkCtlArgs(rest); err != nil {
 		return ctlUsageError(stderr, err.Error())
 	}
-	if *pass == "" {
-		*pass = os.Getenv("ASTRID_NATS_PASSWORD")
-	}
 	if *timeout <= 0 {
 		return ctlUsageError(stderr, "--timeout must be positive")
 	}

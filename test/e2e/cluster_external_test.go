@@ -33,6 +33,15 @@ func nodePermissions(id string) *server.Permissions {
 	}
 }
 
+// ctlPermissions are the least NATS permissions of an operator running
+// astrid-node ctl, as docs/deploy.md lists them.
+func ctlPermissions() *server.Permissions {
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: []string{"astrid.node.*.*", "$SRV.>"}},
+		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+	}
+}
+
 // TestExternalNATSLeastPermissions joins a node to an existing NATS
 // server with --nats-url as a user holding only the permissions the
 // deployment guide lists, and checks that everything a node does still
@@ -46,6 +55,7 @@ func TestExternalNATSLeastPermissions(t *testing.T) {
 		Users: []*server.User{
 			{Username: "node", Password: password, Permissions: nodePermissions(id)},
 			{Username: "ops", Password: "ops-secret"},
+			{Username: "ctl", Password: "ctl-secret", Permissions: ctlPermissions()},
 		},
 		NoAuthUser: "ops",
 	})
@@ -87,15 +97,22 @@ func TestExternalNATSLeastPermissions(t *testing.T) {
 		t.Errorf("unloaded %+v; want reason idle on %s", u, id)
 	}
 
-	// The control service answers ctl and micro discovery.
-	// (The idle monitor may unload it again before the list.)
-	if out, errOut, code := n.Ctl(t, "load", id, "echo"); code != 0 {
+	// The control service answers ctl, run as a user with only the ctl
+	// permissions, and micro discovery. (The idle monitor may unload the
+	// instance again before the list.)
+	asCtl := []string{"--nats-user", "ctl", "--nats-password", "ctl-secret"}
+	if out, errOut, code := n.Ctl(t, append(asCtl, "load", id, "echo")...); code != 0 {
 		t.Fatalf("ctl load: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	out, errOut, code := n.Ctl(t, append(asCtl, "--json", "list")...)
+	if code != 0 || !strings.Contains(out, `"capsule":"echo"`) {
+		t.Errorf("ctl list as the ctl user: exit %d, stdout %q, stderr %q; want echo listed",
+			code, out, errOut)
 	}
 	if in, ok := capsuleOn(n.CtlList(t)[id], "echo"); !ok || in.Socket != "echo" {
 		t.Errorf("ctl list: echo on %s %+v; want it listed with its socket", id, in)
 	}
-	out, err := n.Nats("micro", "ls", control.ServiceName, "--json")
+	out, err = n.Nats("micro", "ls", control.ServiceName, "--json")
 	var infos []struct {
 		Metadata map[string]string `json:"metadata"`
 	}
