@@ -211,6 +211,15 @@ func TestThreeNodeCluster(t *testing.T) {
 		n3Instances[ev.Payload.(events.Loaded).Instance] = true
 	})
 
+	step("a bad control request gets a clear error through the nats CLI", func(t *testing.T) {
+		out, err := n1.Nats("request", control.Subject("n3", control.VerbUnload), "{nope")
+		if err != nil || !strings.Contains(out, `"ok":false`) ||
+			!strings.Contains(out, `"node":"n3"`) || !strings.Contains(out, "invalid request") {
+			t.Errorf("nats request with a malformed body: %v\n%s\nwant an error reply of n3",
+				err, out)
+		}
+	})
+
 	step("ctl names the nodes when one is unknown", func(t *testing.T) {
 		_, errOut, code := n2.Ctl(t, "unload", "n9", "echo")
 		want := `unknown node "n9"`
