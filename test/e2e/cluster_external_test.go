@@ -84,11 +84,11 @@ func TestExternalNATSLeastPermissions(t *testing.T) {
 	if out, errOut, code := n.Connect(t, "echo", "hi\n"); code != 0 || out != "hi\n" {
 		t.Fatalf("connect: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	conn, _ := clients.WaitMsg(0, "client.v1.connected", func(m Msg, e events.Event) bool {
+	conn, _ := clients.WaitMsg(t, 0, "client.v1.connected", func(m Msg, e events.Event) bool {
 		return m.Subject == events.SubjectConnected && e.Node == id
 	})
 	inst := conn.Header[events.HeaderInstance]
-	_, ev := lifecycle.WaitMsg(mark, "the idle unload of "+inst,
+	_, ev := lifecycle.WaitMsg(t, mark, "the idle unload of "+inst,
 		func(m Msg, e events.Event) bool {
 			u, ok := e.Payload.(events.Unloaded)
 			return ok && u.Instance == inst

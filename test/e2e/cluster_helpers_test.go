@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,11 +66,11 @@ func capsuleOn(list []control.InstanceInfo, capsule string) (control.InstanceInf
 // WaitRouted returns once a probe published on via's server reaches the
 // live subscription s: then the interest of s has crossed the route to
 // via, and events via publishes from now on reach s.
-func (s *Sub) WaitRouted(via *Node) {
-	s.t.Helper()
+func (s *Sub) WaitRouted(t testing.TB, via *Node) {
+	t.Helper()
 	nc, err := nats.Connect(via.URL)
 	if err != nil {
-		s.t.Fatalf("probe connection to node %s: %v", via.ID, err)
+		t.Fatalf("probe connection to node %s: %v", via.ID, err)
 	}
 	defer nc.Close()
 	for _, pattern := range strings.Fields(s.subject) {
@@ -79,7 +80,7 @@ func (s *Sub) WaitRouted(via *Node) {
 			Payload struct{ Nonce string } `json:"payload"`
 		}
 		json.Unmarshal(body, &probe)
-		WaitFor(s.t, fmt.Sprintf("%s from node %s to reach the sub", subj, via.ID),
+		WaitFor(t, fmt.Sprintf("%s from node %s to reach the sub", subj, via.ID),
 			natsTimeout, func() bool {
 				nc.Publish(subj, body)
 				nc.Flush()
@@ -101,17 +102,22 @@ func (s *Sub) Since(mark int) []Msg {
 }
 
 // WaitMsg waits for a message after mark that match accepts and returns
-// it decoded.
-func (s *Sub) WaitMsg(mark int, what string, match func(Msg, events.Event) bool) (Msg,
-	events.Event) {
-	s.t.Helper()
+// it decoded. The CLI may be midway through printing the last message, so
+// an undecodable last message is left for the next poll.
+func (s *Sub) WaitMsg(t testing.TB, mark int, what string,
+	match func(Msg, events.Event) bool) (Msg, events.Event) {
+	t.Helper()
 	var found Msg
 	var ev events.Event
-	WaitFor(s.t, what, natsTimeout, func() bool {
-		for _, m := range s.Since(mark) {
+	WaitFor(t, what, natsTimeout, func() bool {
+		msgs := s.Since(mark)
+		for i, m := range msgs {
 			e, err := events.DecodeBody(m.Body)
 			if err != nil {
-				s.t.Fatalf("%s: undecodable body: %v\n%s", m.Subject, err, m.Body)
+				if i == len(msgs)-1 {
+					return false
+				}
+				t.Fatalf("%s: undecodable body: %v\n%s", m.Subject, err, m.Body)
 			}
 			e.Node = m.Header[events.HeaderNode]
 			e.Instance = m.Header[events.HeaderInstance]
@@ -151,8 +157,13 @@ type nodeDrop struct {
 // NodeDrops parses the drops in a node's log.
 func (n *Node) NodeDrops(t testing.TB) []nodeDrop {
 	t.Helper()
+	return parseDrops(t, n.Stderr.String())
+}
+
+func parseDrops(t testing.TB, log string) []nodeDrop {
+	t.Helper()
 	var drops []nodeDrop
-	for _, m := range dropRE.FindAllStringSubmatch(n.Stderr.String(), -1) {
+	for _, m := range dropRE.FindAllStringSubmatch(log, -1) {
 		d, err := time.ParseDuration(m[3])
 		if err != nil {
 			t.Fatalf("drop log line with silence %q: %v", m[3], err)
@@ -170,4 +181,37 @@ func wireHeaderSize(h map[string]string) int {
 		size += len(k) + len(": ") + len(v) + len("\r\n")
 	}
 	return size
+}
+
+// StartIdle runs a standalone `astrid-node idle --nats-url URL args...`
+// through node n's server and returns its log once the monitor runs. It
+// is stopped with SIGTERM when the test ends.
+func (n *Node) StartIdle(t testing.TB, args ...string) *Buffer {
+	t.Helper()
+	cmd := exec.Command(Binary(t), append([]string{"idle", "--nats-url", n.URL}, args...)...)
+	log := &Buffer{}
+	cmd.Stderr = log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting astrid-node idle: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(stopTimeout):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	WaitFor(t, "the standalone idle monitor to run", natsTimeout, func() bool {
+		select {
+		case <-done:
+			t.Fatalf("astrid-node idle exited: %s", log)
+		default:
+		}
+		return strings.Contains(log.String(), "idle monitor running")
+	})
+	return log
 }
