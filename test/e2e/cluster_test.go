@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/astrid-os/astrid-node/events"
@@ -55,5 +56,35 @@ func TestExternalNATSFlag(t *testing.T) {
 	}
 	if code := b.Stop(); code != 0 {
 		t.Errorf("node B exit %d; want 0", code)
+	}
+}
+
+// TestClusterNameMismatch: nodes with different --cluster-name do not
+// join, and the node refusing the route says why at error level.
+func TestClusterNameMismatch(t *testing.T) {
+	NatsCLI(t)
+	clusterA := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+	a := StartNode(t, "--heartbeat", "100ms", "--cluster-listen", clusterA,
+		"--cluster-name", "alpha")
+	b := StartNode(t, "--heartbeat", "100ms", "--cluster-listen", "127.0.0.1:0",
+		"--routes", "nats://"+clusterA, "--cluster-name", "beta")
+
+	WaitFor(t, "node A to refuse node B's route", natsTimeout, func() bool {
+		for _, line := range strings.Split(a.Stderr.String(), "\n") {
+			if strings.Contains(line, "level=ERROR") &&
+				strings.Contains(line, `cluster name \"beta\" does not match \"alpha\"`) {
+				return true
+			}
+		}
+		return false
+	})
+	// B keeps trying; its heartbeats never reach A.
+	if seen := heartbeatNodes(a, 10); seen[b.ID] || !seen[a.ID] {
+		t.Errorf("heartbeats on node A came from %v; want only A %s", seen, a.ID)
+	}
+	for _, n := range []*Node{b, a} {
+		if code := n.Stop(); code != 0 {
+			t.Errorf("node %s exit %d; want 0", n.ID, code)
+		}
 	}
 }
