@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/micro"
+
 	"github.com/astrid-os/astrid-node/control"
 	"github.com/astrid-os/astrid-node/internal/capsuletest"
 	"github.com/astrid-os/astrid-node/node"
@@ -275,5 +277,31 @@ func TestCtlAgainstNode(t *testing.T) {
 	}
 	if got := list(); !got.Loaded || got.Instance != rep.Instance {
 		t.Errorf("list after load: %+v; want instance %s", got, rep.Instance)
+	}
+}
+
+// TestCtlListPartial: a node that answers discovery but not its list
+// request (it is stopping, say) is reported on stderr and fails the
+// command, while the other nodes are still printed.
+func TestCtlListPartial(t *testing.T) {
+	n, url := ctlNode(t, "ctl-ok")
+
+	// A service that looks like a node to discovery but has no endpoints.
+	ghost, err := micro.AddService(n.Conn(), micro.Config{Name: control.ServiceName,
+		Version: "0.0.1", Metadata: map[string]string{"node": "ctl-ghost"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ghost.Stop()
+	n.Conn().Flush()
+
+	code, out, errOut := runCtl("--nats-url", url, "--timeout", "1s", "list")
+	if code != 1 || !strings.Contains(out, "ctl-ok ") {
+		t.Errorf("exit %d, stdout %q; want exit 1 with node ctl-ok listed", code, out)
+	}
+	lines := strings.Split(strings.TrimSpace(errOut), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "node ctl-ghost:") ||
+		!strings.Contains(lines[1], "1 of 2 nodes did not answer: ctl-ghost") {
+		t.Errorf("stderr %q; want the ghost's error, then the summary", errOut)
 	}
 }
