@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -86,6 +87,7 @@ func startFloor(tb testing.TB) target {
 		tb.Fatal(err)
 	}
 	cmd := exec.Command(floorBin, "--socket", tg.socket, "--token", hex.EncodeToString(tok[:]))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
