@@ -159,7 +159,10 @@ func (h *Host) startAll(ctx context.Context) error {
 		if h.cfg.IdleMonitor == IdleMonitorCluster {
 			scope = ""
 		}
-		mon, err := idle.New(idle.Config{Conn: h.n.Conn(), Logger: h.log.With("part", "idle"),
+		// The monitor names the node of each instance it acts on; a
+		// logger already carrying this node's id would say "node" twice.
+		mon, err := idle.New(idle.Config{Conn: h.n.Conn(),
+			Logger:      h.n.cfg.Logger.With("part", "idle", "host", h.n.ID()),
 			DefaultIdle: h.cfg.IdleTimeout, Node: scope})
 		if err != nil {
 			return err

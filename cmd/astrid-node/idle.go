@@ -119,7 +119,9 @@ func parseIdleFlags(args []string, stdout io.Writer) (idleOptions, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if o.password == "" {
+	// The environment's password belongs to a user named on the command
+	// line, as for ctl; alone it would be sent as an anonymous password.
+	if o.password == "" && o.user != "" {
 		o.password = os.Getenv("ASTRID_NATS_PASSWORD")
 	}
 
