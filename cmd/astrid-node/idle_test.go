@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"bytes"
 	"encoding/json"
 	"log/slog"
@@ -190,5 +191,20 @@ func TestIdleCommandErrors(t *testing.T) {
 				t.Errorf("stdout: got %q; want it to contain %q", stdout.String(), tt.stdout)
 			}
 		})
+	}
+}
+
+// TestIdlePasswordFromEnv: the environment's password goes with a user
+// named by flag and is ignored without one, so an anonymous monitor on a
+// machine that exports it still starts.
+func TestIdlePasswordFromEnv(t *testing.T) {
+	t.Setenv("ASTRID_NATS_PASSWORD", "s3cret")
+	o, err := parseIdleFlags(nil, io.Discard)
+	if err != nil || o.password != "" {
+		t.Fatalf("anonymous: password %q, err %v; want none and no error", o.password, err)
+	}
+	o, err = parseIdleFlags([]string{"--nats-user", "u"}, io.Discard)
+	if err != nil || o.password != "s3cret" {
+		t.Fatalf("with --nats-user: password %q, err %v; want the env's", o.password, err)
 	}
 }
