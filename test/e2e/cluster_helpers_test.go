@@ -21,17 +21,7 @@ import (
 func (n *Node) Ctl(t testing.TB, args ...string) (string, string, int) {
 	t.Helper()
 	args = append([]string{"ctl", "--nats-url", n.URL, "--timeout", "1s"}, args...)
-	cmd := exec.Command(Binary(t), args...)
-	var out, errOut Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("running ctl: %v", err)
-	}
-	return out.String(), errOut.String(), code
+	return Run(t, "", args...)
 }
 
 // CtlList runs `astrid-node ctl --json list` through n and returns the

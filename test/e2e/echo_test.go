@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -14,18 +13,7 @@ import (
 func (n *Node) Connect(t testing.TB, target, stdin string, extra ...string) (string, string, int) {
 	t.Helper()
 	args := append([]string{"connect", "--home", n.Home}, extra...)
-	cmd := exec.Command(Binary(t), append(args, target)...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errOut Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("running connect: %v", err)
-	}
-	return out.String(), errOut.String(), code
+	return Run(t, stdin, append(args, target)...)
 }
 
 // TestEchoThroughConnect is the user's path: a node with the echo capsule,

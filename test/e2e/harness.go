@@ -402,3 +402,21 @@ func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool)
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Run runs the astrid-node binary with args and stdin and returns its
+// stdout, stderr and exit code.
+func Run(t testing.TB, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(Binary(t), args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errOut Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("running astrid-node %s: %v", args[0], err)
+	}
+	return out.String(), errOut.String(), code
+}
