@@ -201,24 +201,25 @@ func TestCrash(t *testing.T) {
 				t.Errorf("got reason %q; want crash", p.Reason)
 			}
 			eventually(t, 5*time.Second, "OnExit", func() bool { return env.exitCount() == i+1 })
-
-			recs := env.logs.find("capsule crashed")
-			found := false
-			for _, r := range recs {
-				if r.Attrs["instance"] == info.Instance {
-					found = true
-					if e, _ := r.Attrs["err"].(error); e == nil ||
-						!strings.Contains(e.Error(), tc.wantErr) {
-						t.Errorf("got crash err %v; want it to contain %q", r.Attrs["err"],
-							tc.wantErr)
+			// OnExit runs before the teardown ends; the crash log line
+			// comes last, after the instance left List.
+			var crashLog *logRecord
+			eventually(t, 5*time.Second, "crash log", func() bool {
+				for _, r := range env.logs.find("capsule crashed") {
+					if r.Attrs["instance"] == info.Instance {
+						crashLog = &r
+						return true
 					}
 				}
-			}
-			if !found {
-				t.Errorf("no crash log for instance %s", info.Instance)
-			}
+				return false
+			})
 			if len(env.r.List()) != 0 {
 				t.Errorf("crashed instance still listed")
+			}
+			if e, _ := crashLog.Attrs["err"].(error); e == nil ||
+				!strings.Contains(e.Error(), tc.wantErr) {
+				t.Errorf("got crash err %v; want it to contain %q", crashLog.Attrs["err"],
+					tc.wantErr)
 			}
 		})
 	}
