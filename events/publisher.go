@@ -134,7 +134,8 @@ func streamID(stream int32) string { return strconv.FormatInt(int64(stream), 10)
 // Subscribe delivers the decoded events on subject (wildcards allowed) to
 // h. A malformed message is logged with its subject and skipped; it never
 // reaches h and never stops the subscription.
-func Subscribe(nc *nats.Conn, subject string, log *slog.Logger, h func(Event)) (*nats.Subscription, error) {
+func Subscribe(nc *nats.Conn, subject string, log *slog.Logger,
+	h func(Event)) (*nats.Subscription, error) {
 	return nc.Subscribe(subject, func(m *nats.Msg) {
 		ev, err := Decode(m)
 		if err != nil {

@@ -47,15 +47,6 @@ const (
 	IdleMonitorOff     = "off"
 )
 
-// crash backoff: a capsule that crashes within crashWindow of its load is
-// reactivated only after a delay that doubles per such crash, up to
-// maxBackoff.
-const (
-	crashWindow  = 5 * time.Second
-	firstBackoff = 100 * time.Millisecond
-	maxBackoff   = 30 * time.Second
-)
-
 // Host runs the capsules of a node: the runtime, the socket gateway, the
 // control service and, optionally, an idle monitor, wired together.
 type Host struct {
@@ -74,12 +65,6 @@ type Host struct {
 	mu      sync.Mutex
 	crashes map[string]*crashState // guarded by mu
 	start   time.Time
-}
-
-type crashState struct {
-	backoff time.Duration
-	until   time.Time
-	timer   *time.Timer
 }
 
 // StartHost loads the capsules under cfg.CapsulesDir onto n and starts
@@ -187,65 +172,6 @@ func (h *Host) goRun(f func()) {
 	}()
 }
 
-// activate is the gateway's hook for a stream that waits on a capsule with
-// no instance: socket activation. The runtime instantiates once however
-// many clients arrive together.
-func (h *Host) activate(capsule string) {
-	if h.ctx.Err() != nil {
-		return
-	}
-	h.mu.Lock()
-	cs := h.crashes[capsule]
-	if cs != nil && time.Now().Before(cs.until) {
-		// The capsule crashed soon after its last load; a timer is set
-		// to try again once the backoff ends.
-		h.mu.Unlock()
-		return
-	}
-	h.mu.Unlock()
-
-	_, err := h.rt.Load(h.ctx, capsule, events.LoadActivation)
-	switch {
-	case err == nil, errors.Is(err, runtime.ErrAlreadyLoaded):
-	case h.ctx.Err() != nil:
-	default:
-		h.log.Error("activation failed", "capsule", capsule, "err", err)
-	}
-}
-
-// exited handles an instance that ended by itself (a crash). Waiting
-// clients get a new instance after a backoff that grows while the capsule
-// keeps crashing soon after its load.
-func (h *Host) exited(info runtime.InstanceInfo, err error) {
-	if h.ctx.Err() != nil {
-		return
-	}
-	h.mu.Lock()
-	cs := h.crashes[info.Capsule]
-	if cs == nil {
-		cs = &crashState{}
-		h.crashes[info.Capsule] = cs
-	}
-	if time.Since(info.Since) < crashWindow {
-		cs.backoff = min(max(cs.backoff*2, firstBackoff), maxBackoff)
-	} else {
-		cs.backoff = 0
-	}
-	cs.until = time.Now().Add(cs.backoff)
-	delay := cs.backoff
-	if cs.timer != nil {
-		cs.timer.Stop()
-	}
-	cs.timer = time.AfterFunc(delay, func() {
-		if h.gw.Waiting(info.Capsule) > 0 {
-			h.activate(info.Capsule)
-		}
-	})
-	h.mu.Unlock()
-	h.log.Warn("capsule crashed", "capsule", info.Capsule, "instance", info.Instance,
-		"err", err, "reactivate_after", delay)
-}
-
 // Instances is the heartbeat's content: every loaded instance with its
 // authoritative count of open streams.
 func (h *Host) Instances() []events.InstanceStatus {
@@ -331,59 +257,4 @@ func (h *Host) Close(ctx context.Context) error {
 		errs = append(errs, h.gw.Close())
 	}
 	return errors.Join(errs...)
-}
-
-// controlHost adapts the Host to the control service.
-type controlHost struct{ h *Host }
-
-func (c controlHost) List() []control.InstanceInfo {
-	loaded := map[string]runtime.InstanceInfo{}
-	for _, in := range c.h.rt.List() {
-		loaded[in.Capsule] = in
-	}
-	var out []control.InstanceInfo
-	for _, cp := range c.h.rt.Capsules() {
-		m := cp.Manifest
-		info := control.InstanceInfo{Capsule: m.Name}
-		if len(m.NetBind) > 0 {
-			info.Socket = m.NetBind[0]
-		}
-		if in, ok := loaded[m.Name]; ok {
-			info.Loaded, info.Instance, info.Streams = true, in.Instance, in.Streams
-			info.Since = in.Since.UTC().Format(time.RFC3339)
-		}
-		out = append(out, info)
-	}
-	return out
-}
-
-func (c controlHost) Load(ctx context.Context, capsule string) control.Reply {
-	in, err := c.h.rt.Load(ctx, capsule, events.LoadRequest)
-	if err != nil && !errors.Is(err, runtime.ErrAlreadyLoaded) {
-		return control.Reply{Error: err.Error()}
-	}
-	return control.Reply{OK: true, Instance: in.Instance, Streams: in.Streams}
-}
-
-func (c controlHost) Unload(ctx context.Context, req control.UnloadRequest) control.Reply {
-	res, err := c.h.rt.Unload(ctx, runtime.UnloadRequest{Capsule: req.Capsule,
-		Instance: req.Instance, Reason: req.Reason, IfIdle: req.IfIdle})
-	if err != nil {
-		rep := control.Reply{Error: err.Error(), Instance: req.Instance}
-		if errors.Is(err, runtime.ErrBusy) {
-			rep.Streams = c.h.gw.Active(req.Capsule)
-		}
-		return rep
-	}
-	return control.Reply{OK: true, Instance: res.Instance, Streams: res.StreamsClosed}
-}
-
-func (c controlHost) Stats() control.Stats {
-	st := control.Stats{Capsules: len(c.h.rt.Capsules()),
-		UptimeSec: int64(time.Since(c.h.start).Seconds())}
-	for _, in := range c.h.rt.List() {
-		st.Loaded++
-		st.Streams += in.Streams
-	}
-	return st
 }

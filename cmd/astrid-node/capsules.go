@@ -10,7 +10,8 @@ import (
 // and the idle monitor into the running node n, as opts asks. The stop
 // function it returns ends them (closing their streams, publishing their
 // last events) before the node itself shuts down.
-func startCapsules(ctx context.Context, n *node.Node, opts runOptions) (stop func(context.Context) error, err error) {
+func startCapsules(ctx context.Context, n *node.Node,
+	opts runOptions) (stop func(context.Context) error, err error) {
 	h, err := node.StartHost(ctx, n, node.HostConfig{
 		CapsulesDir:  opts.capsules,
 		IdleTimeout:  opts.idleTimeout,

@@ -13,7 +13,8 @@ import (
 
 // dialNATS connects a client subcommand to NATS, failing after timeout
 // with a one-line error when the server cannot be reached.
-func dialNATS(url, user, pass, creds string, timeout time.Duration, name string) (*nats.Conn, error) {
+func dialNATS(url, user, pass, creds string, timeout time.Duration,
+	name string) (*nats.Conn, error) {
 	opts := []nats.Option{nats.Name(name), nats.Timeout(timeout)}
 	if user != "" || pass != "" {
 		opts = append(opts, nats.UserInfo(user, pass))
