@@ -193,7 +193,11 @@ func parseRunFlags(args []string, stdout io.Writer) (runOptions, error) {
 		}
 		return o, err
 	}
-	if c.NATSPassword == "" {
+	// The environment's password belongs to a user named on the command
+	// line, as for ctl and idle: exported on a machine that also runs
+	// embedded nodes, it must not turn them into "credentials without a
+	// URL" errors.
+	if c.NATSPassword == "" && c.NATSUser != "" {
 		c.NATSPassword = os.Getenv("ASTRID_NATS_PASSWORD")
 	}
 	if fs.NArg() > 0 {

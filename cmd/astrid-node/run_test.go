@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -332,4 +333,21 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestRunPasswordFromEnv: an exported ASTRID_NATS_PASSWORD is taken for
+// --nats-user and ignored by an embedded node, which has no credentials.
+func TestRunPasswordFromEnv(t *testing.T) {
+	t.Setenv("ASTRID_NATS_PASSWORD", "s3cret")
+	o, err := parseRunFlags([]string{"--home", t.TempDir()}, io.Discard)
+	if err != nil || o.node.NATSPassword != "" {
+		t.Fatalf("embedded: password %q, err %v; want none and no error",
+			o.node.NATSPassword, err)
+	}
+	o, err = parseRunFlags([]string{"--home", t.TempDir(), "--nats-url", "nats://x:4222",
+		"--nats-user", "u"}, io.Discard)
+	if err != nil || o.node.NATSPassword != "s3cret" {
+		t.Fatalf("with --nats-user: password %q, err %v; want the env's",
+			o.node.NATSPassword, err)
+	}
 }
