@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"github.com/astrid-os/astrid-node/internal/poll"
 	"log/slog"
 	"net"
 	"os"
@@ -96,16 +97,10 @@ func next(t *testing.T, ch <-chan events.Event) events.Event {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor polls cond until it holds or 5s pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Until(t, 5*time.Second, what, cond)
 }
 
 // freePort returns a loopback port that was free a moment ago.

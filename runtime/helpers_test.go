@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/astrid-os/astrid-node/internal/natstest"
+	"github.com/astrid-os/astrid-node/internal/poll"
 	"log/slog"
 	"strings"
 	"sync"
@@ -23,13 +24,7 @@ const testGrace = 300 * time.Millisecond
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Until(t, d, what, cond)
 }
 
 // logRecord is one captured log line with its attributes flattened.

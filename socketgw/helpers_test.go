@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"github.com/astrid-os/astrid-node/internal/natstest"
+	"github.com/astrid-os/astrid-node/internal/poll"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -27,13 +28,7 @@ var _ runtime.Sockets = (*socketgw.Session)(nil)
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still false after %v", what, within)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	poll.Until(t, within, what, cond)
 }
 
 // logBuf collects log output for assertions.
