@@ -80,6 +80,14 @@ func DecodeBody(data []byte) (Event, error) {
 	if len(data) > MaxMessage {
 		return Event{}, fmt.Errorf("%w: %d bytes exceeds %d", ErrMalformed, len(data), MaxMessage)
 	}
+	if ev, ok := decodeFast(data); ok {
+		return ev, nil
+	}
+	return decodeFull(data)
+}
+
+// decodeFull decodes any body, well-formed or not, and words the error.
+func decodeFull(data []byte) (Event, error) {
 	// json.Unmarshal scans the body once less than a Decoder; the Decoder
 	// runs only for a body Unmarshal rejects, to keep its error messages
 	// (and its acceptance of a stray closing bracket after the message).
@@ -120,6 +128,40 @@ func DecodeBody(data []byte) (Event, error) {
 	}, nil
 }
 
+// fastMessage is a Message whose payload decodes in the same pass.
+type fastMessage struct {
+	Topic     string        `json:"topic"`
+	Payload   payloadFields `json:"payload"`
+	Signature *string       `json:"signature"`
+	SourceID  string        `json:"source_id"`
+	Timestamp string        `json:"timestamp"`
+	Seq       uint64        `json:"seq"`
+}
+
+// decodeFast decodes a well-formed event of a known payload type in one
+// scan of the body, which is what a monitor replaying history sees almost
+// always. Anything else (malformed, an unknown payload type) reports false
+// and takes the full path, which words the errors and keeps raw payloads.
+func decodeFast(data []byte) (Event, bool) {
+	var m fastMessage
+	if json.Unmarshal(data, &m) != nil || m.Topic == "" || m.Payload.Type == nil {
+		return Event{}, false
+	}
+	ts, err := time.Parse(time.RFC3339Nano, m.Timestamp)
+	if err != nil {
+		return Event{}, false
+	}
+	if y := ts.UTC().Year(); y < 1 || y > 9999 {
+		return Event{}, false
+	}
+	p, known, err := m.Payload.typed()
+	if !known || err != nil {
+		return Event{}, false
+	}
+	return Event{Topic: m.Topic, Payload: p, SourceID: m.SourceID, Timestamp: ts,
+		Seq: m.Seq}, true
+}
+
 // payloadFields holds the fields of every payload type, so that one
 // Unmarshal decodes any of them.
 type payloadFields struct {
@@ -143,25 +185,35 @@ func decodePayload(raw json.RawMessage) (Payload, error) {
 	if json.Unmarshal(raw, &f) != nil || f.Type == nil {
 		return decodePayloadByType(raw)
 	}
+	p, known, err := f.typed()
+	if !known {
+		return Unknown{Type: *f.Type, Raw: raw}, nil
+	}
+	return p, err
+}
+
+// typed builds the payload of f's type. known is false for a type this
+// version does not know.
+func (f *payloadFields) typed() (p Payload, known bool, err error) {
 	switch *f.Type {
 	case TypeConnect:
-		return Connect{}, nil
+		return Connect{}, true, nil
 	case TypeDisconnect:
 		p := Disconnect{Reason: f.Reason}
-		return p, checkDisconnect(p)
+		return p, true, checkDisconnect(p)
 	case TypeLoaded:
 		p := Loaded{Capsule: f.Capsule, Instance: f.Instance, Node: f.Node, Reason: f.Reason,
 			IdleTimeoutMS: f.IdleTimeoutMS}
-		return p, checkLoaded(p)
+		return p, true, checkLoaded(p)
 	case TypeUnloaded:
 		p := Unloaded{Capsule: f.Capsule, Instance: f.Instance, Node: f.Node, Reason: f.Reason,
 			StreamsClosed: f.StreamsClosed}
-		return p, checkUnloaded(p)
+		return p, true, checkUnloaded(p)
 	case TypeHeartbeat:
 		p := Heartbeat{Node: f.Node, IntervalMS: f.IntervalMS, Instances: f.Instances}
-		return p, checkHeartbeat(p)
+		return p, true, checkHeartbeat(p)
 	default:
-		return Unknown{Type: *f.Type, Raw: raw}, nil
+		return nil, false, nil
 	}
 }
 
