@@ -13,6 +13,9 @@ func (s *Session) wakeLocked() {
 		close(s.wakeCh)
 		s.wakeCh = nil
 	}
+	if s.polling > 0 {
+		s.poll.wake()
+	}
 }
 
 func (s *Session) wake() {
@@ -32,42 +35,118 @@ func (s *Session) waitChLocked() chan struct{} {
 }
 
 // Wait blocks until something is ready, timeout passes (< 0: never) or
-// ctx ends, and fills out with readiness records.
+// ctx ends, and fills out with readiness records. The caller's goroutine
+// does the reading: it sleeps in epoll_wait on the session's streams and
+// parses what arrives, so a frame costs the capsule one wake-up.
 func (s *Session) Wait(ctx context.Context, timeout time.Duration, out []abi.Ready) (int, error) {
 	if len(out) == 0 {
 		return 0, abi.ErrInvalid
 	}
-	var timer <-chan time.Time
+	var deadline time.Time
 	if timeout > 0 {
-		t := time.NewTimer(timeout)
+		deadline = time.Now().Add(timeout)
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.watchWaitLocked(ctx)
+	var tags []int32
+	for {
+		if ctx.Err() != nil || s.closed {
+			s.releasePollLocked()
+			return 0, abi.ErrUnloading
+		}
+		s.readUnreadLocked()
+		if n := s.collectLocked(out); n > 0 || timeout == 0 {
+			return n, nil
+		}
+		ms := -1
+		if timeout > 0 {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return 0, nil
+			}
+			ms = int((left + time.Millisecond - 1) / time.Millisecond)
+		}
+
+		if s.poll == nil {
+			// No stream yet: only a wake (a client queued, the
+			// instance unloading) or the timeout can end the wait.
+			if !s.waitChanLocked(ctx, ms) {
+				return 0, nil
+			}
+			continue
+		}
+		s.polling++
+		p := s.poll
+		s.mu.Unlock()
+		var err error
+		tags, err = p.wait(ms, tags[:0])
+		s.mu.Lock()
+		s.polling--
+		if err != nil {
+			return 0, err
+		}
+		for _, h := range tags {
+			if st := s.streams[h]; st != nil && !st.ended {
+				s.unread = append(s.unread, st)
+			}
+		}
+	}
+}
+
+// readUnreadLocked reads the streams that may hold unread bytes and ends
+// those that are over. Ending takes s.mu, so it drops the lock for that.
+func (s *Session) readUnreadLocked() {
+	for len(s.unread) > 0 {
+		st := s.unread[len(s.unread)-1]
+		s.unread[len(s.unread)-1] = nil
+		s.unread = s.unread[:len(s.unread)-1]
+		if st.ended {
+			continue
+		}
+		if reason := st.fillLocked(); reason != "" {
+			s.mu.Unlock()
+			st.end(reason, false)
+			s.mu.Lock()
+		}
+	}
+}
+
+// waitChanLocked waits for a wake, ctx or ms (< 0: none) with s.mu
+// released. It reports false on timeout.
+func (s *Session) waitChanLocked(ctx context.Context, ms int) bool {
+	ch := s.waitChLocked()
+	s.mu.Unlock()
+	defer s.mu.Lock()
+	var timer <-chan time.Time
+	if ms >= 0 {
+		t := time.NewTimer(time.Duration(ms) * time.Millisecond)
 		defer t.Stop()
 		timer = t.C
 	}
-
-	for {
-		if ctx.Err() != nil {
-			return 0, abi.ErrUnloading
-		}
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			return 0, abi.ErrUnloading
-		}
-		ch := s.waitChLocked()
-		n := s.collectLocked(out)
-		s.mu.Unlock()
-		if n > 0 || timeout == 0 {
-			return n, nil
-		}
-
-		select {
-		case <-ch:
-		case <-timer:
-			return 0, nil
-		case <-ctx.Done():
-			return 0, abi.ErrUnloading
-		}
+	select {
+	case <-ch:
+	case <-ctx.Done():
+	case <-timer:
+		return false
 	}
+	return true
+}
+
+// watchWaitLocked makes the end of ctx wake a Wait blocked in epoll. A
+// runtime passes the same ctx for an instance's whole life, so this
+// registers once.
+func (s *Session) watchWaitLocked(ctx context.Context) {
+	done := ctx.Done()
+	if done == nil || s.waitDone == done {
+		return
+	}
+	if s.waitStop != nil {
+		s.waitStop()
+	}
+	s.waitDone = done
+	s.waitStop = context.AfterFunc(ctx, s.wake)
 }
 
 // collectLocked fills out with readiness records: streams with frames

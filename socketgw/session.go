@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/astrid-os/astrid-node/abi"
+	"github.com/astrid-os/astrid-node/events"
 )
 
 // Session is one instance's view of its capsule's sockets. It implements
@@ -30,6 +31,11 @@ type Session struct {
 	watchStop func() bool       // guarded by mu; unregisters that watch
 	active    int               // guarded by mu; open streams
 	wakeCh    chan struct{}     // guarded by mu; closed to wake blocked callers
+	poll      *poller           // guarded by mu; nil until the first stream
+	polling   int               // guarded by mu; Waits inside epoll_wait
+	unread    []*stream         // guarded by mu; streams to read before the next wait
+	waitDone  <-chan struct{}   // guarded by mu; ctx whose end wakes Wait
+	waitStop  func() bool       // guarded by mu; unregisters that watch
 }
 
 type listener struct {
@@ -164,21 +170,28 @@ func (s *Session) PollAccept(listener int32) (int32, error) {
 	sock.queued.Store(int32(len(sock.queue)))
 	c.active.Add(1)
 
-	st := &stream{s: s, handle: h, conn: p.conn}
-	st.room.L = &s.mu
+	st := &stream{s: s, handle: h, conn: p.conn, fd: -1}
+	if err := st.attachLocked(); err != nil {
+		// Without its fd in the poller the stream could never be read:
+		// end it now rather than leave a client hanging.
+		s.log.Warn("stream not served", "stream", h, "err", err)
+	}
 	s.streams[h] = st
 	s.active++
 
-	// Published under the locks and before the reader starts, so this
-	// stream's connected event always precedes its disconnect event.
+	// Published under the locks and before anything reads the stream, so
+	// this stream's connected event always precedes its disconnect event.
 	if ev := s.g.cfg.Events; ev != nil {
 		ev.Connected(c.name, s.instance, h)
 	}
 	s.log.Debug("stream accepted", "stream", h, "socket", sock.name,
 		"peer_pid", p.pid)
-	// The gateway cannot be past its wg.Wait: c.closed is false under c.mu.
-	s.g.wg.Add(1)
-	go st.readLoop()
+	// Bytes may have arrived before the fd joined the poller: read them
+	// at the next Wait or Read.
+	s.unread = append(s.unread, st)
+	if st.fd < 0 {
+		go st.end(events.ReasonIOError, false)
+	}
 	return h, nil
 }
 
@@ -203,6 +216,10 @@ func (s *Session) Close(reason string) int {
 		s.watchStop()
 		s.watchStop, s.watchDone = nil, nil
 	}
+	if s.waitStop != nil {
+		s.waitStop()
+		s.waitStop, s.waitDone = nil, nil
+	}
 	open := make([]*stream, 0, s.active)
 	for _, st := range s.streams {
 		if !st.ended {
@@ -218,6 +235,9 @@ func (s *Session) Close(reason string) int {
 			n++
 		}
 	}
+	s.mu.Lock()
+	s.releasePollLocked()
+	s.mu.Unlock()
 
 	c := s.c
 	c.mu.Lock()
@@ -230,4 +250,37 @@ func (s *Session) Close(reason string) int {
 	}
 	c.mu.Unlock()
 	return n
+}
+
+// attachLocked takes the stream's raw fd and adds it to the session's
+// poller, creating the poller for the first stream.
+func (st *stream) attachLocked() error {
+	s := st.s
+	raw, err := st.conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	if err := raw.Control(func(fd uintptr) { st.fd = int(fd) }); err != nil {
+		return err
+	}
+	if s.poll == nil {
+		if s.poll, err = newPoller(); err != nil {
+			st.fd = -1
+			return err
+		}
+	}
+	if err := s.poll.add(st.fd, st.handle); err != nil {
+		st.fd = -1
+		return err
+	}
+	return nil
+}
+
+// releasePollLocked closes the poller of a closed session once no Wait is
+// inside it.
+func (s *Session) releasePollLocked() {
+	if s.closed && s.polling == 0 && s.poll != nil {
+		s.poll.close()
+		s.poll = nil
+	}
 }

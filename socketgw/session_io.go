@@ -25,14 +25,31 @@ func (s *Session) streamLocked(h int32) (*stream, error) {
 	return nil, abi.ErrClosed
 }
 
-// Read copies the next whole frame of stream into buf. It never blocks.
+// Read copies the next whole frame of stream into buf. It never blocks:
+// with no whole frame queued it reads what the socket holds, and then
+// reports abi.ErrPending.
 func (s *Session) Read(stream int32, buf []byte) (int, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	st, err := s.streamLocked(stream)
 	if err != nil {
+		s.mu.Unlock()
 		return 0, err
 	}
+	if st.count == 0 && !st.ended {
+		if reason := st.fillLocked(); reason != "" {
+			s.mu.Unlock()
+			st.end(reason, false)
+			s.mu.Lock()
+		}
+	}
+	n, err := st.takeLocked(buf)
+	s.mu.Unlock()
+	return n, err
+}
+
+// takeLocked copies the oldest queued frame into buf. s.mu is held.
+func (st *stream) takeLocked(buf []byte) (int, error) {
+	s := st.s
 	if st.count == 0 {
 		if st.ended {
 			return 0, abi.ErrClosed
@@ -52,7 +69,13 @@ func (s *Session) Read(stream int32, buf []byte) (int, error) {
 	if cap(f) <= spareMax {
 		st.spare = f[:0]
 	}
-	st.room.Signal()
+	// Reading stopped on a full queue: there is room again, so the next
+	// Wait reads on (the edge that announced the data will not come
+	// again).
+	if st.behind && !st.ended {
+		st.behind = false
+		s.unread = append(s.unread, st)
+	}
 
 	if st.count == 0 {
 		s.unreadyLocked(st)

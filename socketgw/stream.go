@@ -1,8 +1,8 @@
 package socketgw
 
 import (
-	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -16,19 +16,29 @@ import (
 	"github.com/astrid-os/astrid-node/events"
 )
 
-// Backpressure: the reader goroutine stops reading from the client while
-// this many frames, or MaxFrame bytes, wait for the instance. The kernel
-// buffer then fills and the client's writes block.
+// Backpressure: a stream is not read further while this many frames, or
+// MaxFrame bytes, wait for the instance. The kernel buffer then fills and
+// the client's writes block.
 const maxQueuedFrames = 16
 
 // spareMax is the largest frame buffer a stream keeps for reuse.
 const spareMax = 64 << 10
 
+// stageSize is the read buffer of a stream: small frames are parsed out
+// of it, larger payloads are read straight into their own buffer.
+const stageSize = 16 << 10
+
+// errAgain is a non-blocking read that found nothing.
+var errAgain = errors.New("socketgw: would block")
+
 // stream is one authenticated client connection handed to an instance.
+// The instance's own goroutine reads it (see fillLocked): there is no
+// reader goroutine.
 type stream struct {
 	s      *Session
 	handle int32
 	conn   *net.UnixConn
+	fd     int // conn's socket, read raw; valid until ended (guarded by s.mu)
 
 	// Guarded by s.mu.
 	ring     [maxQueuedFrames][]byte // whole frames, oldest at head
@@ -38,66 +48,87 @@ type stream struct {
 	inReady  bool   // listed in s.ready
 	ended    bool   // the stream is over; conn is closed or closing
 	reported bool   // listed in s.ended or its ReadyClosed was reported
-	spare    []byte // a frame buffer Read returned, for the reader to reuse
-	room     sync.Cond
+	spare    []byte // a frame buffer Read returned, reused for the next frame
+	stage    []byte // bytes read and not parsed yet
+	stageBuf []byte // backing array of stage, allocated on first read
+	inBody   bool   // the header is parsed; body is being filled
+	want     int    // body length announced by the header
+	body     []byte // the frame being assembled
+	behind   bool   // reading stopped on a full queue with data maybe left
 
 	wmu  sync.Mutex // serializes frame writes
 	wbuf []byte     // guarded by wmu; header+payload of small frames
 }
 
-// readLoop moves whole frames from the client into the ring until the
-// stream ends. The conn is blocking with no deadline, so a slow client
-// never splits a read: io.ReadFull resumes where it stopped.
-func (st *stream) readLoop() {
-	defer st.s.g.wg.Done()
+// fillLocked reads what the client has sent, without blocking, and queues
+// whole frames. It returns the disconnect reason when the stream must end
+// (peer gone, oversize frame, error); frames queued before stay readable.
+// Partial headers and payloads wait in the stream between calls, so no
+// byte is lost however the client splits its writes. s.mu is held.
+func (st *stream) fillLocked() string {
 	max := st.s.g.cfg.MaxFrame
-	br := bufio.NewReaderSize(st.conn, 4096)
-	hdr := new([HeaderSize]byte)
+	for !st.ended {
+		if st.count == maxQueuedFrames || st.bytes >= max {
+			st.behind = true
+			return ""
+		}
+		if !st.inBody && len(st.stage) >= HeaderSize {
+			n := binary.BigEndian.Uint32(st.stage)
+			if n > uint32(max) {
+				st.s.log.Warn("stream closed: oversize frame", "stream", st.handle,
+					"size", n, "max", max)
+				return events.ReasonFrameTooLarge
+			}
+			st.stage = st.stage[HeaderSize:]
+			st.inBody, st.want = true, int(n)
+			st.body, st.spare = st.spare, nil
+			if cap(st.body) < st.want {
+				st.body = make([]byte, 0, st.want)
+			}
+			st.body = st.body[:0]
+		}
+		if st.inBody {
+			k := min(len(st.stage), st.want-len(st.body))
+			st.body = append(st.body, st.stage[:k]...)
+			st.stage = st.stage[k:]
+			if len(st.body) == st.want {
+				st.pushLocked(st.body)
+				st.inBody, st.body = false, nil
+				continue
+			}
+		}
 
-	for {
-		buf, ok := st.waitRoom()
-		if !ok {
-			return
+		// More bytes are needed. A large rest of a payload is read in
+		// place; anything else goes through the stage.
+		var n int
+		var err error
+		if st.inBody && st.want-len(st.body) >= stageSize {
+			n, err = readFD(st.fd, st.body[len(st.body):st.want])
+			st.body = st.body[:len(st.body)+n]
+		} else {
+			if st.stageBuf == nil {
+				st.stageBuf = make([]byte, stageSize)
+			}
+			k := copy(st.stageBuf, st.stage)
+			n, err = readFD(st.fd, st.stageBuf[k:])
+			st.stage = st.stageBuf[:k+n]
 		}
-		n, err := readHeaderInto(br, max, hdr)
-		if errors.Is(err, ErrFrameTooLarge) {
-			st.s.log.Warn("stream closed: oversize frame", "stream", st.handle, "err", err)
-			st.end(events.ReasonFrameTooLarge, false)
-			return
+		switch {
+		case err == errAgain:
+			st.behind = false
+			return ""
+		case err != nil:
+			return readReason(err)
+		case n == 0:
+			return events.ReasonPeerClosed
 		}
-		if err == nil {
-			buf, err = readPayload(br, n, buf)
-		}
-		if err != nil {
-			st.end(readReason(err), false)
-			return
-		}
-		st.push(buf)
 	}
+	return ""
 }
 
-// waitRoom blocks while the ring is full and hands out the spare buffer.
-// It reports false once the stream has ended.
-func (st *stream) waitRoom() ([]byte, bool) {
+// pushLocked queues a whole frame and marks the stream ready.
+func (st *stream) pushLocked(f []byte) {
 	s := st.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for !st.ended && (st.count == maxQueuedFrames || st.bytes >= s.g.cfg.MaxFrame) {
-		st.room.Wait()
-	}
-	buf := st.spare
-	st.spare = nil
-	return buf, !st.ended
-}
-
-// push queues a whole frame and wakes the instance.
-func (st *stream) push(f []byte) {
-	s := st.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if st.ended {
-		return
-	}
 	st.ring[(st.head+st.count)%maxQueuedFrames] = f
 	st.count++
 	st.bytes += len(f)
@@ -105,7 +136,6 @@ func (st *stream) push(f []byte) {
 		st.inReady = true
 		s.ready = append(s.ready, st)
 	}
-	s.wakeLocked()
 }
 
 // readReason maps a read error to a disconnect reason.
@@ -133,7 +163,10 @@ func (st *stream) end(reason string, byGuest bool) bool {
 	}
 	st.ended = true
 	s.active--
-	st.room.Broadcast()
+	if s.poll != nil {
+		// Out of the epoll set before the fd is closed and maybe reused.
+		s.poll.remove(st.fd)
+	}
 	if byGuest || s.closed {
 		st.dropLocked()
 		delete(s.streams, st.handle)

@@ -640,7 +640,12 @@ func TestClosedByGuestNotReported(t *testing.T) {
 	c := e.dial(t, path)
 	h := acceptOne(t, s, l)
 	c.Close()
-	eventually(t, 5*time.Second, "peer hang-up seen", func() bool { return s.Active() == 0 })
+	// The instance's own reads notice the hang-up.
+	buf := make([]byte, 16)
+	eventually(t, 5*time.Second, "peer hang-up seen", func() bool {
+		_, err := s.Read(h, buf)
+		return errors.Is(err, abi.ErrClosed) && s.Active() == 0
+	})
 	if err := s.CloseStream(h); err != nil {
 		t.Fatal(err)
 	}

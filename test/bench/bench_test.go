@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -87,7 +86,7 @@ func startFloor(tb testing.TB) target {
 		tb.Fatal(err)
 	}
 	cmd := exec.Command(floorBin, "--socket", tg.socket, "--token", hex.EncodeToString(tok[:]))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = e2e.ChildAttr()
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)

@@ -165,7 +165,7 @@ func StartNode(t testing.TB, args ...string) *Node {
 	n.Cmd.Stderr = n.Stderr
 	// A test binary that dies without its cleanups (a panic, a killed
 	// `go test`) takes its nodes with it instead of leaving them running.
-	n.Cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	n.Cmd.SysProcAttr = ChildAttr()
 	stdout, err := n.Cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

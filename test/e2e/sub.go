@@ -38,7 +38,7 @@ func (n *Node) StartSub(subjects ...string) *Sub {
 	args := append(append([]string{"sub"}, subjects...), "--server", n.URL)
 	s.cmd = exec.Command(NatsCLI(n.t), args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.errOut
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	s.cmd.SysProcAttr = ChildAttr()
 	if err := s.cmd.Start(); err != nil {
 		n.t.Fatalf("starting nats sub: %v", err)
 	}
