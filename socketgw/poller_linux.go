@@ -26,6 +26,12 @@ type poller struct {
 	file   *os.File // owns ep
 	rc     syscall.RawConn
 	events [16]unix.EpollEvent
+
+	// The state of one wait, kept here so that waiting allocates nothing.
+	try      func(fd uintptr) bool // tryWait, bound once
+	n        int
+	err      error
+	deadline bool // a read deadline is set on file
 }
 
 // wakeTag marks the eventfd in epoll events; stream handles are positive.
@@ -46,6 +52,7 @@ func newPoller() (*poller, error) {
 		return nil, err
 	}
 	p := &poller{ep: ep, ev: ev, file: os.NewFile(uintptr(ep), "epoll")}
+	p.try = p.tryWait
 	if p.rc, err = p.file.SyscallConn(); err != nil {
 		p.close()
 		return nil, err
@@ -78,31 +85,27 @@ func (p *poller) wake() {
 // wait blocks up to ms milliseconds (< 0: no limit) and returns the tags
 // of the ready fds, draining the eventfd if it fired.
 func (p *poller) wait(ms int, tags []int32) ([]int32, error) {
-	deadline := time.Time{}
-	if ms >= 0 {
-		deadline = time.Now().Add(time.Duration(ms) * time.Millisecond)
-	}
-	if err := p.file.SetReadDeadline(deadline); err != nil {
-		return tags, err
-	}
-	var n int
-	var werr error
-	err := p.rc.Read(func(fd uintptr) bool {
-		n, werr = unix.EpollWait(int(fd), p.events[:], 0)
-		if errors.Is(werr, unix.EINTR) {
-			n, werr = 0, nil
+	if ms >= 0 || p.deadline {
+		var d time.Time
+		if ms >= 0 {
+			d = time.Now().Add(time.Duration(ms) * time.Millisecond)
 		}
-		return n > 0 || werr != nil
-	})
+		if err := p.file.SetReadDeadline(d); err != nil {
+			return tags, err
+		}
+		p.deadline = ms >= 0
+	}
+	err := p.rc.Read(p.try)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return tags, nil
 	}
 	if err == nil {
-		err = werr
+		err = p.err
 	}
 	if err != nil {
 		return tags, err
 	}
+	n := p.n
 	for _, e := range p.events[:n] {
 		if e.Fd == wakeTag {
 			var buf [8]byte
@@ -112,6 +115,16 @@ func (p *poller) wait(ms int, tags []int32) ([]int32, error) {
 		tags = append(tags, e.Fd)
 	}
 	return tags, nil
+}
+
+// tryWait collects ready events without blocking; false asks the
+// netpoller to wait until the epoll fd is readable.
+func (p *poller) tryWait(fd uintptr) bool {
+	p.n, p.err = unix.EpollWait(int(fd), p.events[:], 0)
+	if errors.Is(p.err, unix.EINTR) {
+		p.n, p.err = 0, nil
+	}
+	return p.n > 0 || p.err != nil
 }
 
 func (p *poller) close() {
