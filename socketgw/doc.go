@@ -4,6 +4,10 @@
 // the authenticated streams for the capsule and hands them to the current
 // instance through a Session, which implements runtime.Sockets.
 //
+// Streams have no goroutines of their own: the instance's goroutine reads
+// them when it waits (an epoll set registered with Go's netpoller), so a
+// frame reaches a capsule with one wake-up.
+//
 // The sockets outlive instances: when the idle monitor unloads a capsule,
 // its sockets stay bound and new clients wait in the queue until the node
 // activates the capsule again (Config.OnPending).
