@@ -173,7 +173,7 @@ func (g *Gateway) admit(s *socket, conn *net.UnixConn, log *slog.Logger) {
 		return
 	}
 
-	clientVersion, err := g.handshake(conn)
+	clientVersion, early, err := g.handshake(conn)
 	if err != nil {
 		log.Warn("client rejected in handshake", "security_event", true,
 			"peer_uid", uid, "peer_pid", pid, "client_version", clip(clientVersion),
@@ -185,7 +185,7 @@ func (g *Gateway) admit(s *socket, conn *net.UnixConn, log *slog.Logger) {
 
 	// Past this point the queue owns conn, also when the gateway closes.
 	ok = true
-	s.c.enqueue(s, &pending{conn: conn, uid: uid, pid: pid})
+	s.c.enqueue(s, &pending{conn: conn, uid: uid, pid: pid, early: early})
 }
 
 // clip bounds a client-chosen string before it reaches the log.

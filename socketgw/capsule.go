@@ -38,9 +38,10 @@ type socket struct {
 
 // pending is an authenticated client waiting to be accepted.
 type pending struct {
-	conn *net.UnixConn
-	uid  int
-	pid  int
+	conn  *net.UnixConn
+	uid   int
+	pid   int
+	early []byte // bytes the client sent behind its handshake request
 }
 
 func (c *capsule) waitingLocked() int {

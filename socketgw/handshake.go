@@ -2,6 +2,7 @@ package socketgw
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -73,22 +74,17 @@ var errDrop = errors.New("dropped without reply")
 // handshake runs the server side of the handshake on conn. It returns a
 // nil error for an authenticated client; otherwise an error for the log
 // (never holding the token) that wraps errDrop if no reply was sent.
-func (g *Gateway) handshake(conn net.Conn) (clientVersion string, err error) {
+func (g *Gateway) handshake(conn net.Conn) (clientVersion string, early []byte, err error) {
 	timeout := g.cfg.HandshakeTimeout
 
 	conn.SetReadDeadline(time.Now().Add(timeout))
-	n, err := readHeader(conn, MaxHandshake)
+	body, early, err := readRequest(conn)
 	if err != nil {
-		return "", fmt.Errorf("%w: reading request header: %v", errDrop, err)
-	}
-	conn.SetReadDeadline(time.Now().Add(timeout))
-	body, err := readPayload(conn, n, nil)
-	if err != nil {
-		return "", fmt.Errorf("%w: reading request: %v", errDrop, err)
+		return "", nil, fmt.Errorf("%w: reading request: %v", errDrop, err)
 	}
 	req, err := ParseHandshakeRequest(body)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", errDrop, err)
+		return "", nil, fmt.Errorf("%w: %v", errDrop, err)
 	}
 	clientVersion = req.ClientVersion
 
@@ -117,8 +113,42 @@ func (g *Gateway) handshake(conn net.Conn) (clientVersion string, err error) {
 		err = fmt.Errorf("writing reply: %w", werr)
 	}
 	if err != nil {
-		return clientVersion, err
+		return clientVersion, nil, err
 	}
-	conn.SetDeadline(time.Time{})
-	return clientVersion, nil
+	// No deadline needs clearing: the stream is read raw, and every frame
+	// write sets its own.
+	return clientVersion, early, nil
+}
+
+// readRequest reads the request frame, usually in one read. A client may
+// send its first frames right behind the request; those bytes come back
+// as early, for the stream to parse first.
+func readRequest(conn net.Conn) (body, early []byte, err error) {
+	buf := make([]byte, HeaderSize+MaxHandshake)
+	have, want := 0, -1
+	for want < 0 || have < want {
+		n, err := conn.Read(buf[have:])
+		have += n
+		if want < 0 && have >= HeaderSize {
+			size := binary.BigEndian.Uint32(buf)
+			if size > MaxHandshake {
+				return nil, nil, fmt.Errorf("%w: declared %d bytes, limit %d",
+					ErrFrameTooLarge, size, MaxHandshake)
+			}
+			want = HeaderSize + int(size)
+		}
+		if want >= 0 && have >= want {
+			break
+		}
+		if err != nil {
+			return nil, nil, unexpected(err)
+		}
+		if have == len(buf) {
+			panic("BUG: handshake buffer full before the request")
+		}
+	}
+	if have > want {
+		early = bytes.Clone(buf[want:have])
+	}
+	return buf[HeaderSize:want], early, nil
 }

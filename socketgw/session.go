@@ -170,7 +170,7 @@ func (s *Session) PollAccept(listener int32) (int32, error) {
 	sock.queued.Store(int32(len(sock.queue)))
 	c.active.Add(1)
 
-	st := &stream{s: s, handle: h, conn: p.conn, fd: -1}
+	st := &stream{s: s, handle: h, conn: p.conn, fd: -1, stage: p.early}
 	if err := st.attachLocked(); err != nil {
 		// Without its fd in the poller the stream could never be read:
 		// end it now rather than leave a client hanging.

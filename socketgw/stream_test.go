@@ -737,3 +737,38 @@ func TestBackpressure(t *testing.T) {
 		}
 	}
 }
+
+// A client may send frames right behind its handshake request, in the
+// same write: they are the stream's first frames, not lost or mistaken
+// for part of the request.
+func TestFramesBehindTheRequest(t *testing.T) {
+	e := newEnv(t, nil)
+	path := e.bind(t, "echo", "echo")
+	s := e.gw.Attach("echo", "inst-early")
+	l, _ := s.Bind("echo")
+
+	conn, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	tok := socketgw.TokenOf(e.gw)
+	raw := rawFrame(request(tok.Hex(), socketgw.ProtocolVersion))
+	raw = append(raw, rawFrame([]byte("first"))...)
+	raw = append(raw, rawFrame([]byte("second"))...)
+	if _, err := conn.Write(raw); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	reply, err := socketgw.ReadFrame(conn, socketgw.MaxHandshake)
+	if err != nil || !strings.Contains(string(reply), `"status":"ok"`) {
+		t.Fatalf("handshake reply %q, %v; want ok", reply, err)
+	}
+
+	h := acceptOne(t, s, l)
+	for _, want := range []string{"first", "second"} {
+		if got := readFrame(t, s, h); got != want {
+			t.Fatalf("frame %q; want %q", got, want)
+		}
+	}
+}
