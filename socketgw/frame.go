@@ -37,12 +37,6 @@ func ReadFrame(r io.Reader, max int) ([]byte, error) {
 // readHeader reads a frame header and checks the declared length.
 func readHeader(r io.Reader, max int) (int, error) {
 	var hdr [HeaderSize]byte
-	return readHeaderInto(r, max, &hdr)
-}
-
-// readHeaderInto is readHeader with a caller-owned buffer: the reader
-// goroutine of a stream reuses one rather than allocating per frame.
-func readHeaderInto(r io.Reader, max int, hdr *[HeaderSize]byte) (int, error) {
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return 0, err
 	}
