@@ -11,17 +11,56 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
+// natsAuth is how a command authenticates to NATS: --nats-user with
+// --nats-password (or ASTRID_NATS_PASSWORD, which stays out of ps), or
+// --nats-creds. run, ctl and idle share it, so the rules are the same.
+type natsAuth struct {
+	user, password, creds string
+}
+
+// register adds the three flags to fs.
+func (a *natsAuth) register(fs *flag.FlagSet) {
+	fs.StringVar(&a.user, "nats-user", "", "NATS user name")
+	// The environment is read by resolve, not as the flag default, so
+	// that -h never prints the password.
+	fs.StringVar(&a.password, "nats-password", "",
+		"NATS password for --nats-user (or env ASTRID_NATS_PASSWORD, which stays out of ps)")
+	fs.StringVar(&a.creds, "nats-creds", "", "NATS credentials file")
+}
+
+// resolve takes the environment's password for a user named by flag (alone
+// it would be sent as an anonymous password and refused) and checks that
+// the flags go together.
+func (a *natsAuth) resolve() error {
+	if a.password == "" && a.user != "" {
+		a.password = os.Getenv("ASTRID_NATS_PASSWORD")
+	}
+	switch {
+	case a.password != "" && a.user == "":
+		return errors.New("--nats-password needs --nats-user")
+	case a.creds != "" && a.user != "":
+		return errors.New("--nats-creds and --nats-user exclude each other")
+	}
+	return nil
+}
+
+// options are the nats.go options for these credentials.
+func (a natsAuth) options() []nats.Option {
+	var opts []nats.Option
+	if a.user != "" {
+		opts = append(opts, nats.UserInfo(a.user, a.password))
+	}
+	if a.creds != "" {
+		opts = append(opts, nats.UserCredentials(a.creds))
+	}
+	return opts
+}
+
 // dialNATS connects a client subcommand to NATS, failing after timeout
 // with a one-line error when the server cannot be reached.
-func dialNATS(url, user, pass, creds string, timeout time.Duration,
+func dialNATS(url string, auth natsAuth, timeout time.Duration,
 	name string) (*nats.Conn, error) {
-	opts := []nats.Option{nats.Name(name), nats.Timeout(timeout)}
-	if user != "" || pass != "" {
-		opts = append(opts, nats.UserInfo(user, pass))
-	}
-	if creds != "" {
-		opts = append(opts, nats.UserCredentials(creds))
-	}
+	opts := append([]nats.Option{nats.Name(name), nats.Timeout(timeout)}, auth.options()...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		// The URL may carry a user and password: never print them.

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -47,11 +46,8 @@ func cmdCtl(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {}
 	url := fs.String("nats-url", envOr("NATS_URL", "nats://127.0.0.1:4222"),
 		"NATS server(s) to reach the nodes through, comma-separated (env NATS_URL)")
-	user := fs.String("nats-user", "", "NATS user name")
-	// Read from the environment after parsing so that -h never shows it.
-	pass := fs.String("nats-password", "",
-		"NATS password for --nats-user (or env ASTRID_NATS_PASSWORD, which stays out of ps)")
-	creds := fs.String("nats-creds", "", "NATS credentials file")
+	var auth natsAuth
+	auth.register(fs)
 	timeout := fs.Duration("timeout", 3*time.Second,
 		"how long to wait for NATS and the replies; list spends half of it finding the nodes")
 	asJSON := fs.Bool("json", false, "print replies as JSON")
@@ -64,16 +60,8 @@ func cmdCtl(args []string, stdout, stderr io.Writer) int {
 		}
 		return ctlUsageError(stderr, err.Error())
 	}
-	// The environment's password belongs to a user named on the command
-	// line; alone it would be sent as an anonymous password and refused.
-	if *pass == "" && *user != "" {
-		*pass = os.Getenv("ASTRID_NATS_PASSWORD")
-	}
-	switch {
-	case *pass != "" && *user == "":
-		return ctlUsageError(stderr, "--nats-password needs --nats-user")
-	case *creds != "" && *user != "":
-		return ctlUsageError(stderr, "--nats-creds and --nats-user exclude each other")
+	if err := auth.resolve(); err != nil {
+		return ctlUsageError(stderr, err.Error())
 	}
 	rest := fs.Args()
 	if err := checkCtlArgs(rest); err != nil {
@@ -83,7 +71,7 @@ func cmdCtl(args []string, stdout, stderr io.Writer) int {
 		return ctlUsageError(stderr, "--timeout must be positive")
 	}
 
-	nc, err := dialNATS(*url, *user, *pass, *creds, *timeout, "astrid-node ctl")
+	nc, err := dialNATS(*url, auth, *timeout, "astrid-node ctl")
 	if err != nil {
 		fmt.Fprintf(stderr, "astrid-node ctl: %v\n", err)
 		return 1

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
-	"os"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -32,9 +31,7 @@ flags:
 // idleOptions is what `astrid-node idle` was asked to do.
 type idleOptions struct {
 	url            string
-	user           string
-	password       string
-	creds          string
+	auth           natsAuth
 	node           string
 	idleTimeout    time.Duration
 	requestTimeout time.Duration
@@ -94,10 +91,7 @@ func parseIdleFlags(args []string, stdout io.Writer) (idleOptions, error) {
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&o.url, "nats-url", envOr("NATS_URL", nats.DefaultURL),
 		"NATS server(s) the nodes publish to, comma-separated (env NATS_URL)")
-	fs.StringVar(&o.user, "nats-user", "", "NATS user name")
-	fs.StringVar(&o.password, "nats-password", "",
-		"NATS password (better: env ASTRID_NATS_PASSWORD, which ps does not show)")
-	fs.StringVar(&o.creds, "nats-creds", "", "NATS credentials file")
+	o.auth.register(fs)
 	fs.StringVar(&o.node, "node", "", "watch only this node's instances (default: all nodes)")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", idle.DefaultIdle,
 		"idle timeout of an instance whose node has not told its own")
@@ -119,12 +113,6 @@ func parseIdleFlags(args []string, stdout io.Writer) (idleOptions, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	// The environment's password belongs to a user named on the command
-	// line, as for ctl; alone it would be sent as an anonymous password.
-	if o.password == "" && o.user != "" {
-		o.password = os.Getenv("ASTRID_NATS_PASSWORD")
-	}
-
 	switch o.logFormat {
 	case "text", "json":
 	default:
@@ -145,11 +133,8 @@ func parseIdleFlags(args []string, stdout io.Writer) (idleOptions, error) {
 			return o, fmt.Errorf("%s %v: must be positive", d.name, d.d)
 		}
 	}
-	if o.creds != "" && (o.user != "" || o.password != "") {
-		return o, errors.New("--nats-creds and --nats-user/--nats-password exclude each other")
-	}
-	if o.password != "" && o.user == "" {
-		return o, errors.New("a password needs --nats-user")
+	if err := o.auth.resolve(); err != nil {
+		return o, err
 	}
 	if o.node != "" {
 		if err := control.ValidNodeID(o.node); err != nil {
@@ -187,12 +172,7 @@ func dialIdleNATS(o idleOptions, log *slog.Logger) (*nats.Conn, error) {
 			log.Warn("NATS error", "subject", subject, "err", err)
 		}),
 	}
-	if o.user != "" {
-		nopts = append(nopts, nats.UserInfo(o.user, o.password))
-	}
-	if o.creds != "" {
-		nopts = append(nopts, nats.UserCredentials(o.creds))
-	}
+	nopts = append(nopts, o.auth.options()...)
 
 	// nats.Connect tries each server once, each dial bounded by Timeout;
 	// the deadline also bounds a server that accepts but never answers.

@@ -200,11 +200,11 @@ func TestIdleCommandErrors(t *testing.T) {
 func TestIdlePasswordFromEnv(t *testing.T) {
 	t.Setenv("ASTRID_NATS_PASSWORD", "s3cret")
 	o, err := parseIdleFlags(nil, io.Discard)
-	if err != nil || o.password != "" {
-		t.Fatalf("anonymous: password %q, err %v; want none and no error", o.password, err)
+	if err != nil || o.auth.password != "" {
+		t.Fatalf("anonymous: password %q, err %v; want none and no error", o.auth.password, err)
 	}
 	o, err = parseIdleFlags([]string{"--nats-user", "u"}, io.Discard)
-	if err != nil || o.password != "s3cret" {
-		t.Fatalf("with --nats-user: password %q, err %v; want the env's", o.password, err)
+	if err != nil || o.auth.password != "s3cret" {
+		t.Fatalf("with --nats-user: password %q, err %v; want the env's", o.auth.password, err)
 	}
 }

@@ -154,12 +154,8 @@ func parseRunFlags(args []string, stdout io.Writer) (runOptions, error) {
 		"embedded NATS client listener HOST:PORT (port 0: any free port; none: in-process only)")
 	fs.StringVar(&c.NATSURL, "nats-url", "",
 		"join an existing NATS server or cluster (comma-separated URLs) instead of embedding one")
-	fs.StringVar(&c.NATSUser, "nats-user", "", "user for --nats-url")
-	// The environment is read after parsing, not as the flag default, so
-	// that -h never prints the password.
-	fs.StringVar(&c.NATSPassword, "nats-password", "",
-		"password for --nats-url (or env ASTRID_NATS_PASSWORD, which stays out of ps)")
-	fs.StringVar(&c.NATSCreds, "nats-creds", "", "credentials file for --nats-url")
+	var auth natsAuth
+	auth.register(fs)
 	fs.DurationVar(&c.ConnectWait, "nats-connect-wait", node.DefaultConnectWait,
 		"how long to keep trying an unreachable --nats-url at startup")
 	fs.StringVar(&c.ClusterListen, "cluster-listen", "",
@@ -193,13 +189,10 @@ func parseRunFlags(args []string, stdout io.Writer) (runOptions, error) {
 		}
 		return o, err
 	}
-	// The environment's password belongs to a user named on the command
-	// line, as for ctl and idle: exported on a machine that also runs
-	// embedded nodes, it must not turn them into "credentials without a
-	// URL" errors.
-	if c.NATSPassword == "" && c.NATSUser != "" {
-		c.NATSPassword = os.Getenv("ASTRID_NATS_PASSWORD")
+	if err := auth.resolve(); err != nil {
+		return o, usageError{err.Error()}
 	}
+	c.NATSUser, c.NATSPassword, c.NATSCreds = auth.user, auth.password, auth.creds
 	if fs.NArg() > 0 {
 		return o, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
