@@ -49,7 +49,7 @@ func (s *Session) Wait(ctx context.Context, timeout time.Duration, out []abi.Rea
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.watchWaitLocked(ctx)
+	s.watchLocked(ctx)
 	var tags []int32
 	for {
 		if ctx.Err() != nil || s.closed {
@@ -132,21 +132,6 @@ func (s *Session) waitChanLocked(ctx context.Context, ms int) bool {
 		return false
 	}
 	return true
-}
-
-// watchWaitLocked makes the end of ctx wake a Wait blocked in epoll. A
-// runtime passes the same ctx for an instance's whole life, so this
-// registers once.
-func (s *Session) watchWaitLocked(ctx context.Context) {
-	done := ctx.Done()
-	if done == nil || s.waitDone == done {
-		return
-	}
-	if s.waitStop != nil {
-		s.waitStop()
-	}
-	s.waitDone = done
-	s.waitStop = context.AfterFunc(ctx, s.wake)
 }
 
 // collectLocked fills out with readiness records: streams with frames

@@ -27,15 +27,13 @@ type Session struct {
 	ready     []*stream         // guarded by mu; streams with a whole frame
 	ended     []*stream         // guarded by mu; ReadyClosed not yet reported
 	rr        int               // guarded by mu; round-robin start in ready
-	watchDone <-chan struct{}   // guarded by mu; ctx whose end interrupts writes
+	watchDone <-chan struct{}   // guarded by mu; ctx whose end interrupts writes and Wait
 	watchStop func() bool       // guarded by mu; unregisters that watch
 	active    int               // guarded by mu; open streams
 	wakeCh    chan struct{}     // guarded by mu; closed to wake blocked callers
 	poll      *poller           // guarded by mu; nil until the first stream
 	polling   int               // guarded by mu; Waits inside epoll_wait
 	unread    []*stream         // guarded by mu; streams to read before the next wait
-	waitDone  <-chan struct{}   // guarded by mu; ctx whose end wakes Wait
-	waitStop  func() bool       // guarded by mu; unregisters that watch
 }
 
 type listener struct {
@@ -215,10 +213,6 @@ func (s *Session) Close(reason string) int {
 	if s.watchStop != nil {
 		s.watchStop()
 		s.watchStop, s.watchDone = nil, nil
-	}
-	if s.waitStop != nil {
-		s.waitStop()
-		s.waitStop, s.waitDone = nil, nil
 	}
 	open := make([]*stream, 0, s.active)
 	for _, st := range s.streams {

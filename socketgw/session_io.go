@@ -124,7 +124,7 @@ func (s *Session) Write(ctx context.Context, stream int32, p []byte) error {
 }
 
 // watchLocked makes the end of ctx interrupt the session's blocked
-// writes. A runtime passes the same ctx for an instance's whole life, so
+// writes and wake its Wait. A runtime passes the same ctx for an instance's whole life, so
 // this registers once rather than once per frame.
 func (s *Session) watchLocked(ctx context.Context) {
 	done := ctx.Done()
@@ -139,7 +139,7 @@ func (s *Session) watchLocked(ctx context.Context) {
 }
 
 // interruptWrites pulls in the write deadline of every stream, which
-// wakes writes blocked on a client that does not read.
+// wakes writes blocked on a client that does not read, and wakes Wait.
 func (s *Session) interruptWrites(done <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -151,6 +151,8 @@ func (s *Session) interruptWrites(done <-chan struct{}) {
 	for _, st := range s.streams {
 		st.conn.SetWriteDeadline(time.Unix(1, 0))
 	}
+	// And a Wait asleep on the streams returns ErrUnloading.
+	s.wakeLocked()
 }
 
 // CloseStream ends stream with reason stream_closed. Closing an ended
