@@ -5,6 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -86,4 +88,38 @@ func exitUsage(err error) int {
 func joinArgs(a []string) string {
 	b, _ := json.Marshal(a)
 	return string(b)
+}
+
+// logFlags are the --log-format and --log-level flags of the commands that
+// log (run, idle).
+type logFlags struct {
+	format, levelText string
+	level             slog.Level
+}
+
+func (l *logFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&l.format, "log-format", "text", "log format on stderr: text or json")
+	fs.StringVar(&l.levelText, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+// resolve checks the flags after parsing.
+func (l *logFlags) resolve() error {
+	switch l.format {
+	case "text", "json":
+	default:
+		return fmt.Errorf("--log-format %q: want text or json", l.format)
+	}
+	if err := l.level.UnmarshalText([]byte(l.levelText)); err != nil {
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", l.levelText)
+	}
+	return nil
+}
+
+// logger is the slog logger on w that the flags ask for.
+func (l logFlags) logger(w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: l.level}
+	if l.format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }

@@ -36,8 +36,7 @@ type idleOptions struct {
 	idleTimeout    time.Duration
 	requestTimeout time.Duration
 	connectTimeout time.Duration
-	logFormat      string
-	logLevel       slog.Level
+	log            logFlags
 }
 
 func cmdIdle(args []string, stdout, stderr io.Writer) int {
@@ -56,7 +55,7 @@ func runIdle(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "astrid-node idle: %v (see astrid-node idle -h)\n", err)
 		return 2
 	}
-	log := newLogger(stderr, opts.logFormat, opts.logLevel)
+	log := opts.log.logger(stderr)
 
 	nc, err := dialIdleNATS(opts, log)
 	if err != nil {
@@ -99,8 +98,7 @@ func parseIdleFlags(args []string, stdout io.Writer) (idleOptions, error) {
 		"how long to wait for a node to answer an unload request")
 	fs.DurationVar(&o.connectTimeout, "connect-timeout", 5*time.Second,
 		"how long to try to reach NATS at start")
-	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
-	level := fs.String("log-level", "info", "debug, info, warn or error")
+	o.log.register(fs)
 	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -113,13 +111,8 @@ func parseIdleFlags(args []string, stdout io.Writer) (idleOptions, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	switch o.logFormat {
-	case "text", "json":
-	default:
-		return o, fmt.Errorf("--log-format %q: want text or json", o.logFormat)
-	}
-	if err := o.logLevel.UnmarshalText([]byte(*level)); err != nil {
-		return o, fmt.Errorf("--log-level %q: want debug, info, warn or error", *level)
+	if err := o.log.resolve(); err != nil {
+		return o, err
 	}
 	for _, d := range []struct {
 		name string

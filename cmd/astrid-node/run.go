@@ -29,9 +29,8 @@ const maxStreamsLimit = 4096
 // fields go to node.Start; the rest is for the runtime, socket gateway and
 // idle monitor, which startCapsules (capsules.go) wires in.
 type runOptions struct {
-	node      node.Config
-	logFormat string
-	logLevel  slog.Level
+	node node.Config
+	log  logFlags
 
 	capsules     string        // directory of capsule folders
 	idleTimeout  time.Duration // default idle timeout of a capsule; 0: never
@@ -61,7 +60,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
-	log := newLogger(stderr, opts.logFormat, opts.logLevel)
+	log := opts.log.logger(stderr)
 	opts.node.Logger = log
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -145,7 +144,7 @@ func parseRunFlags(args []string, stdout io.Writer) (runOptions, error) {
 			defaultHome = filepath.Join(h, ".astrid")
 		}
 	}
-	var routes, logLevel string
+	var routes string
 	c := &o.node
 	fs.StringVar(&c.Home, "home", defaultHome,
 		"node home: node.id, run/, capsules/ (env ASTRID_HOME)")
@@ -164,8 +163,7 @@ func parseRunFlags(args []string, stdout io.Writer) (runOptions, error) {
 	fs.StringVar(&c.ClusterName, "cluster-name", "",
 		"NATS cluster name (default "+node.DefaultClusterName+")")
 	fs.DurationVar(&c.Heartbeat, "heartbeat", node.DefaultHeartbeat, "node.v1.heartbeat interval")
-	fs.StringVar(&o.logFormat, "log-format", "text", "log format on stderr: text or json")
-	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	o.log.register(fs)
 	fs.StringVar(&o.capsules, "capsules", "", "capsule directory (default HOME/capsules)")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 5*time.Minute,
 		"unload a capsule after this long without streams, unless its manifest says "+
@@ -196,11 +194,11 @@ func parseRunFlags(args []string, stdout io.Writer) (runOptions, error) {
 	if fs.NArg() > 0 {
 		return o, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
-	return o, o.check(routes, logLevel)
+	return o, o.check(routes)
 }
 
 // check validates what the flag package cannot and fills derived fields.
-func (o *runOptions) check(routes, logLevel string) error {
+func (o *runOptions) check(routes string) error {
 	if o.node.Home == "" {
 		return usageError{"no home directory: set --home or ASTRID_HOME"}
 	}
@@ -222,13 +220,8 @@ func (o *runOptions) check(routes, logLevel string) error {
 		}
 	}
 
-	switch o.logFormat {
-	case "text", "json":
-	default:
-		return usageError{fmt.Sprintf("--log-format %q: want text or json", o.logFormat)}
-	}
-	if err := o.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
-		return usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", logLevel)}
+	if err := o.log.resolve(); err != nil {
+		return usageError{err.Error()}
 	}
 
 	durations := []struct {
@@ -252,12 +245,4 @@ func (o *runOptions) check(routes, logLevel string) error {
 			maxStreamsLimit)}
 	}
 	return nil
-}
-
-func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
-	hopts := &slog.HandlerOptions{Level: level}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, hopts))
-	}
-	return slog.New(slog.NewTextHandler(w, hopts))
 }
